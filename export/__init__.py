@@ -1,0 +1,1 @@
+"""Checkpoint -> ONNX export, parity verification, quantization and the ONNX metadata contract."""

@@ -1,0 +1,116 @@
+"""How each family's torch module becomes one ONNX graph: names, dynamic axes, dummies.
+
+A graph adapter declares the signature once; export (``onnx_export``) and verification
+(``verify``) are separate functions driven by that one declaration, as optimum's exporters
+do. Adapters run the torch model on *named numpy inputs*, so the same stepping code
+(``antiphon.live.stepper``) drives torch and onnxruntime in parity checks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from antiphon.export.metadata import Signature, StatePair
+from torch import nn
+
+from antiphon.errors import UserError
+
+
+class TokenKVGraph:
+    """tokens[B,S] + positions[B,S] + past K/V per layer -> logits[B,S,V] + present K/V."""
+
+    opset = 17
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model.eval()
+        c = model.config
+        self.n_layer, self.n_head, self.head_dim = c.n_layer, c.n_head, c.head_dim
+        self.vocab_size, self.max_context = c.vocab_size, c.block_size
+        self.state_in = [f"past_{kv}_{i}" for i in range(self.n_layer) for kv in ("key", "value")]
+        self.state_out = [n.replace("past_", "present_") for n in self.state_in]
+        self.input_names = ["tokens", "positions", *self.state_in]
+        self.output_names = ["logits", *self.state_out]
+
+    def signature(self) -> Signature:
+        kv_in = ["batch", self.n_head, "past", self.head_dim]
+        kv_out = ["batch", self.n_head, "past+seq", self.head_dim]
+        return Signature(
+            inputs={
+                "tokens": ["batch", "seq"],
+                "positions": ["batch", "seq"],
+                **{n: kv_in for n in self.state_in},
+            },
+            outputs={
+                "logits": ["batch", "seq", self.vocab_size],
+                **{n: kv_out for n in self.state_out},
+            },
+            state=[StatePair(i, o, 2, kv_in) for i, o in zip(self.state_in, self.state_out)],
+        )
+
+    def dynamic_axes(self) -> dict[str, dict[int, str]]:
+        axes: dict[str, dict[int, str]] = {
+            "tokens": {0: "batch", 1: "seq"},
+            "positions": {0: "batch", 1: "seq"},
+            "logits": {0: "batch", 1: "seq"},
+        }
+        for n in self.state_in:
+            axes[n] = {0: "batch", 2: "past"}
+        for n in self.state_out:
+            axes[n] = {0: "batch", 2: "past_plus_seq"}
+        return axes
+
+    def wrapper(self) -> nn.Module:
+        if getattr(self, "_flat", None) is None:
+            self._flat = self._make_wrapper()
+        return self._flat
+
+    def _make_wrapper(self) -> nn.Module:
+        graph = self
+
+        class Flat(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = graph.model
+
+            def forward(self, tokens, positions, *past):  # type: ignore[no-untyped-def]
+                pairs = [(past[2 * i], past[2 * i + 1]) for i in range(graph.n_layer)]
+                logits, present = self.model(tokens, positions, pairs)
+                return (logits, *[t for kv in present for t in kv])
+
+        return Flat().eval()
+
+    def feed(self, seq: int, past: int, batch: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
+        """Inputs for given sequence and cache lengths (cache from a real prefill)."""
+        rng = np.random.default_rng(seed)
+        prefix = rng.integers(0, self.vocab_size, size=(batch, past))
+        state = self.empty_state(batch)
+        if past:
+            out = self.run({"tokens": prefix, "positions": _positions(batch, 0, past), **state})
+            state = {i: out[o] for i, o in zip(self.state_in, self.state_out)}
+        tokens = rng.integers(0, self.vocab_size, size=(batch, seq))
+        return {"tokens": tokens, "positions": _positions(batch, past, seq), **state}
+
+    def empty_state(self, batch: int = 1) -> dict[str, np.ndarray]:
+        z = np.zeros((batch, self.n_head, 0, self.head_dim), dtype=np.float32)
+        return {n: z for n in self.state_in}
+
+    @torch.no_grad()
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        args = [torch.from_numpy(np.asarray(feed[n])) for n in self.input_names]
+        outs = self.wrapper()(*args)
+        return {n: t.numpy() for n, t in zip(self.output_names, outs)}
+
+
+def _positions(batch: int, start: int, length: int) -> np.ndarray:
+    return np.broadcast_to(np.arange(start, start + length, dtype=np.int64), (batch, length)).copy()
+
+
+ADAPTERS: dict[str, Any] = {"transformer": TokenKVGraph}
+
+
+def graph_for(family: str, model: nn.Module) -> Any:
+    if family not in ADAPTERS:
+        raise UserError(f"family {family!r} has no ONNX export adapter")
+    return ADAPTERS[family](model)

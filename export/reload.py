@@ -1,0 +1,44 @@
+"""Rebuild the torch model from an exported ``.onnx`` (config from metadata, weights from
+initializers), so a shipped model can be benchmarked against torch eager without its
+checkpoint. Export keeps initializer names equal to the state_dict keys for this."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import torch
+from antiphon.export.metadata import ModelInfo
+from antiphon.models.registry import family
+from onnx import numpy_helper
+
+from antiphon.errors import UserError
+
+WRAPPER_PREFIX = "model."
+
+
+def torch_from_onnx(path: str | Path) -> torch.nn.Module:
+    proto = onnx.load(str(path))
+    info = ModelInfo.from_props({p.key: p.value for p in proto.metadata_props}, str(path))
+    model = family(info.family).build(info.config)
+    weights = {
+        init.name.removeprefix(WRAPPER_PREFIX): torch.from_numpy(numpy_helper.to_array(init).copy())
+        for init in proto.graph.initializer
+    }
+    expected = model.state_dict()
+    usable = {k: v for k, v in weights.items() if k in expected and v.shape == expected[k].shape}
+    model.load_state_dict(usable, strict=False)
+    # Tied parameters appear once among the initializers; everything else must be there.
+    tied = {
+        k
+        for k, v in expected.items()
+        for k2, v2 in expected.items()
+        if k != k2 and v.data_ptr() == v2.data_ptr()
+    }
+    missing = set(expected) - set(usable) - tied
+    if missing:
+        raise UserError(
+            f"{path}: cannot rebuild the torch model; weights missing from the graph: "
+            f"{', '.join(sorted(missing)[:4])} (int8 files cannot be rebuilt: use the fp32 file)"
+        )
+    return model.eval()

@@ -1,0 +1,242 @@
+"""The ``antiphon`` command: argument parsing and printing over library functions.
+
+Commands that need torch (train, export, bench) import it inside their handlers, so the
+daemon and ``continue`` start without it. A ``UserError`` prints as one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from antiphon import __version__
+from antiphon.errors import UserError
+
+
+def _add_sampling(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (default 1.0)")
+    p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95)")
+    p.add_argument("--seed", type=int, default=None, help="fixed seed: same input, same output")
+
+
+def _add_shaping(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--transpose", type=int, default=0, help="semitones added to every note")
+    p.add_argument("--velocity-scale", type=float, default=1.0, help="multiply velocities")
+    p.add_argument("--lowest", type=int, default=0, help="lowest pitch (notes fold by octaves)")
+    p.add_argument("--highest", type=int, default=127, help="highest pitch")
+    p.add_argument("--max-note", type=float, default=None, help="longest note in seconds")
+    p.add_argument("--polyphony", type=int, default=None, help="most notes sounding at once")
+
+
+def _shaping(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from antiphon.live.shaping import Shaping
+
+    return Shaping(
+        transpose=args.transpose,
+        velocity_scale=args.velocity_scale,
+        lowest=args.lowest,
+        highest=args.highest,
+        max_note_seconds=args.max_note,
+        polyphony=args.polyphony,
+    )
+
+
+def _sampling(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from antiphon.live.sampling import Sampling
+
+    return Sampling(args.temperature, args.top_p, args.seed).validate()
+
+
+# -- commands ------------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    from antiphon.models.train import TrainConfig, train
+
+    overrides = {}
+    for item in args.set or []:
+        key, _, value = item.partition("=")
+        if not value:
+            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key] = (
+            json.loads(value) if value[0].isdigit() or value in ("true", "false") else value
+        )
+    cfg = TrainConfig(
+        arch=args.arch,
+        data=args.data,
+        out=args.out,
+        tokenizer=args.tokenizer,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        block_size=args.block_size,
+        lr=args.lr,
+        warmup=args.warmup,
+        eval_every=args.eval_every,
+        seed=args.seed,
+        threads=args.threads,
+        model=overrides,
+    )
+    result = train(cfg, resume=args.resume, log=print)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from antiphon.export.onnx_export import export_checkpoint, update_metadata
+    from antiphon.export.verify import verify
+    from antiphon.live.session import ModelFile
+
+    path, ckpt, graph = export_checkpoint(args.checkpoint, args.output)
+    print(f"exported {args.checkpoint} -> {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    report = verify(graph, ModelFile.open(path))
+    for case in report.cases:
+        seq, cache, diff = case["seq"], case["cache"], case["max_abs_diff"]
+        print(f"  parity seq={seq:>3} cache={cache:>3}: max |diff| {diff:.2e}")
+    print(
+        f"verified: max abs diff {report.max_abs_diff:.2e} (tolerance {report.tolerance:g}); "
+        f"{report.greedy_tokens} greedy tokens identical in torch and onnxruntime"
+    )
+    update_metadata(path, verification=report.to_dict())
+    if args.int8:
+        _export_int8(path, ckpt, Path(args.output))
+    return 0
+
+
+def _export_int8(fp32: Path, ckpt: dict, out: Path) -> None:
+    from antiphon.export.onnx_export import update_metadata
+    from antiphon.export.quantize import compare, quantize_file
+    from antiphon.live.session import ModelFile
+
+    int8_path = out.with_name(out.stem + ".int8" + out.suffix)
+    quantize_file(fp32, int8_path)
+    split, source = _valid_split(ckpt)
+    report = compare(ModelFile.open(fp32), ModelFile.open(int8_path), split, source)
+    mf = ModelFile.open(int8_path)
+    update_metadata(
+        int8_path,
+        provenance={**mf.info.provenance, "quantization": {"int8_dynamic": report.to_dict()}},
+    )
+    r = report
+    print(
+        f"int8 -> {int8_path} ({r.int8_bytes / 1e6:.1f} MB, fp32 {r.fp32_bytes / 1e6:.1f} MB): "
+        f"greedy agreement {r.greedy_agreement:.0%}, teacher-forced top-1 agreement "
+        f"{r.teacher_forced_agreement:.1%}, NLL/token {r.nll_fp32:.4f} -> "
+        f"{r.nll_int8:.4f} ({r.nll_change:+.4f}) on {r.eval_tokens} {r.eval_source}"
+    )
+
+
+def _valid_split(ckpt: dict):  # type: ignore[no-untyped-def]
+    """The checkpoint's validation split, if its corpus is at hand (no building here)."""
+    from antiphon.models.train import valid_split_of
+
+    return valid_split_of(ckpt)
+
+
+def cmd_continue(args: argparse.Namespace) -> int:
+    from antiphon.live.continuation import ContinueOptions, continue_file
+
+    opts = ContinueOptions(
+        seconds=args.seconds,
+        bars=args.bars,
+        sampling=_sampling(args),
+        variations=args.variations,
+        shaping=_shaping(args),
+    )
+    for r in continue_file(args.input, args.output, args.model, opts):
+        print(
+            f"{r.path}: +{r.notes} notes, {r.seconds:.1f} s of music from {r.tokens} tokens "
+            f"(prompt {r.prompt_tokens} tokens) in {r.compute_seconds * 1e3:.0f} ms of compute"
+        )
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from antiphon.export.bench import bench, format_table
+
+    result = bench(args.model, context=args.context, steps=args.steps, threads=args.threads)
+    print(format_table(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.to_dict(), indent=2))
+    return 0
+
+
+# -- parser --------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="antiphon", description="A real-time MIDI improvisation daemon and its models."
+    )
+    parser.add_argument("--version", action="version", version=f"antiphon {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model family on a MIDI corpus")
+    p.add_argument("--arch", default="transformer", help="model family (default transformer)")
+    p.add_argument(
+        "--data",
+        default="music21",
+        help="'music21' (default), 'music21:bach,...' or a folder of MIDI files",
+    )
+    p.add_argument("--out", default="runs/default", help="run folder (checkpoint: OUT/ckpt.pt)")
+    p.add_argument("--tokenizer", default="midilike", choices=["midilike", "remi", "tsd"])
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--block-size", type=int, default=512, help="context length in tokens")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--eval-every", type=int, default=250)
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="model config, e.g. n_layer=4"
+    )
+    p.add_argument("--resume", action="store_true", help="continue OUT/ckpt.pt")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "export", help="export a checkpoint to a verified, self-describing ONNX file"
+    )
+    p.add_argument("checkpoint")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--int8", action="store_true", help="also write an int8 dynamic-quantized copy")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("continue", help="continue a MIDI file offline")
+    p.add_argument("input")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--model", default=None, help="ONNX model (default: the bundled one)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--seconds", type=float, default=None, help="length to add (default 20)")
+    length.add_argument("--bars", type=float, default=None, help="length to add in bars")
+    p.add_argument(
+        "--variations", type=int, default=1, help="write K files OUT-1.mid ... OUT-K.mid"
+    )
+    _add_sampling(p)
+    _add_shaping(p)
+    p.set_defaults(func=cmd_continue)
+
+    p = sub.add_parser("bench", help="latency benchmarks: onnxruntime vs torch eager")
+    p.add_argument("--model", default=None, help="ONNX model (default: the bundled one)")
+    p.add_argument("--context", type=int, default=256, help="warm cache length (tokens)")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", default=None, help="also write the results as JSON")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return handler(args)
+    except UserError as exc:
+        print(f"antiphon: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("antiphon: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,182 @@
+"""``antiphon continue``: extend a MIDI file with a model, offline, with onnxruntime only.
+
+The output is the input file unchanged plus one new track holding the continuation, which
+starts where the prompt's last event ends. The prompt goes through the same ``NoteStream``
+and codec as live input; the KV cache carries from the prompt into the generation, and a
+prompt longer than the model's window keeps its most recent part.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mido
+from antiphon.live.engine import Engine
+from antiphon.live.sampling import Sampler, Sampling
+from antiphon.live.session import ModelFile
+from antiphon.live.shaping import NoteEvent, Shaping, shape
+from antiphon.models.codec import Decoded
+from antiphon.models.notes import MidiFileError, NoteStream, read_midi_events
+
+from antiphon.errors import UserError
+
+DEFAULT_SECONDS = 20.0
+
+
+@dataclass
+class ContinueOptions:
+    seconds: float | None = None
+    bars: float | None = None
+    sampling: Sampling = field(default_factory=Sampling)
+    variations: int = 1
+    shaping: Shaping = field(default_factory=Shaping)
+
+
+@dataclass
+class ContinueResult:
+    path: Path
+    prompt_tokens: int
+    tokens: int
+    notes: int
+    seconds: float  # musical length generated
+    compute_seconds: float  # generation time (prompt prefill + sampling)
+
+
+def file_tempo_and_meter(mid: mido.MidiFile) -> tuple[float, tuple[int, int]]:
+    """The first tempo (bpm) and time signature of a file; 120 bpm and 4/4 when absent."""
+    bpm, meter = 120.0, (4, 4)
+    found_tempo = found_meter = False
+    for track in mid.tracks:
+        for msg in track:
+            if msg.type == "set_tempo" and not found_tempo:
+                bpm, found_tempo = mido.tempo2bpm(msg.tempo), True
+            elif msg.type == "time_signature" and not found_meter:
+                meter, found_meter = (msg.numerator, msg.denominator), True
+    return bpm, meter
+
+
+def length_in_beats(opts: ContinueOptions, bpm: float, meter: tuple[int, int]) -> float:
+    if opts.bars is not None:
+        if opts.bars <= 0:
+            raise UserError("--bars must be positive")
+        return opts.bars * meter[0] * 4.0 / meter[1]
+    seconds = DEFAULT_SECONDS if opts.seconds is None else opts.seconds
+    if seconds <= 0:
+        raise UserError("--seconds must be positive")
+    return seconds * bpm / 60.0
+
+
+def variation_paths(out: Path, k: int) -> list[Path]:
+    if k == 1:
+        return [out]
+    return [out.with_name(f"{out.stem}-{i + 1}{out.suffix or '.mid'}") for i in range(k)]
+
+
+def continue_file(
+    inp: str | Path,
+    out: str | Path,
+    model: str | Path | None = None,
+    opts: ContinueOptions | None = None,
+) -> list[ContinueResult]:
+    opts = opts or ContinueOptions()
+    opts.sampling.validate()
+    if opts.variations < 1:
+        raise UserError("--variations must be at least 1")
+    inp, out = Path(inp), Path(out)
+    engine = Engine(ModelFile.open(model))
+    events = read_midi_events(inp)
+    stream = NoteStream(engine.grid)
+    ticks = []
+    for ev in events:
+        ticks.extend(stream.advance(ev.beat))
+        stream.feed(ev)
+    ticks.extend(stream.finish(events[-1].beat if events else 0.0))
+    if not any(t.ons for t in ticks):
+        raise MidiFileError(f"{inp}: the MIDI file holds no notes to continue")
+    bos = [engine.codec.bos] if engine.codec.bos is not None else []
+    prompt = bos + engine.codec.encode_ticks(ticks)
+    prompt_end = ticks[-1].tick
+    mid = mido.MidiFile(inp, clip=True)
+    bpm, meter = file_tempo_and_meter(mid)
+    length = round(length_in_beats(opts, bpm, meter) * engine.grid.tpq)
+
+    results = []
+    for i, path in enumerate(variation_paths(out, opts.variations)):
+        seed = None if opts.sampling.seed is None else opts.sampling.seed + i
+        sampler = Sampler(Sampling(opts.sampling.temperature, opts.sampling.top_p, seed))
+        t0 = time.perf_counter()
+        state = engine.prime(prompt)
+        decoder = engine.codec.decoder(prompt_end)
+        gen = engine.run(
+            state,
+            sampler,
+            start_tick=prompt_end,
+            until_tick=prompt_end + length,
+            decoder=decoder,
+        )
+        gen.events.extend(decoder.release())
+        compute = time.perf_counter() - t0
+        notes = events_to_notes(gen.events, prompt_end, engine.grid.tpq, bpm)
+        notes = shape(notes, opts.shaping)
+        write_continuation(mid, notes, path, prompt_end / engine.grid.tpq, bpm)
+        results.append(
+            ContinueResult(
+                path,
+                len(prompt),
+                len(gen.tokens),
+                len(notes),
+                length / engine.grid.tpq * 60 / bpm,
+                compute,
+            )
+        )
+    return results
+
+
+def events_to_notes(events: list[Decoded], origin: int, tpq: int, bpm: float) -> list[NoteEvent]:
+    """Pair decoded note-ons/offs (FIFO per pitch) into notes, in seconds after ``origin``."""
+    sec = 60.0 / bpm / tpq
+    open_: dict[int, list[tuple[int, int]]] = {}
+    notes: list[NoteEvent] = []
+    for e in events:
+        if e.kind == "on":
+            open_.setdefault(e.pitch, []).append((e.tick, e.velocity))
+        elif e.kind == "off" and open_.get(e.pitch):
+            start, vel = open_[e.pitch].pop(0)
+            end = max(e.tick, start + 1)
+            notes.append(NoteEvent((start - origin) * sec, (end - origin) * sec, e.pitch, vel))
+    notes.sort(key=lambda n: (n.start, n.pitch))
+    return notes
+
+
+def write_continuation(
+    mid: mido.MidiFile, notes: list[NoteEvent], path: Path, origin_beats: float, bpm: float
+) -> None:
+    """The input file plus one track of ``notes`` (seconds after ``origin_beats``)."""
+    tpb = mid.ticks_per_beat
+
+    def to_tick(seconds: float) -> int:
+        return round((origin_beats + seconds * bpm / 60.0) * tpb)
+
+    timed = []
+    for n in notes:
+        timed.append(
+            (to_tick(n.start), 1, mido.Message("note_on", note=n.pitch, velocity=n.velocity))
+        )
+        timed.append((to_tick(n.end), 0, mido.Message("note_off", note=n.pitch, velocity=0)))
+    timed.sort(key=lambda x: (x[0], x[1]))
+    track = mido.MidiTrack([mido.MetaMessage("track_name", name="antiphon", time=0)])
+    last = 0
+    for tick, _, msg in timed:
+        track.append(msg.copy(time=tick - last))
+        last = tick
+    track.append(mido.MetaMessage("end_of_track", time=0))
+    result = mido.MidiFile(type=1 if mid.type == 0 else mid.type, ticks_per_beat=tpb)
+    result.tracks.extend(mid.tracks)
+    result.tracks.append(track)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        result.save(path)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write ({exc.strerror or exc})") from None

@@ -1,0 +1,523 @@
+"""MIDI ports: thin over python-rtmidi, with the logic that needs no hardware kept pure.
+
+Backend names and port-name matching are plain functions so they can be tested without
+rtmidi (which is only imported when a port is opened or probed). ``MidiOutput`` follows
+mido's ``BaseOutput``: ``send`` validates, copies and locks, then the backend's ``_send``
+writes; ``MemoryOutput`` records instead, for tests.
+
+Port names. Virtual ports are ``<client>:in`` and ``<client>:out`` on ALSA and CoreMIDI
+(CoreMIDI shows only an endpoint's name, so the endpoint is named that way). On JACK every
+rtmidi object is its own JACK client and client names must be unique, so the output's
+client is ``<client>-out``: the ports are ``antiphon:in`` and ``antiphon-out:out``. Each
+port's ``port_name`` says what other programs see.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from antiphon.errors import UserError
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "alsa", "jack", "coremidi", "winmm")
+_API_ATTR = {
+    "alsa": "API_LINUX_ALSA",
+    "jack": "API_UNIX_JACK",
+    "coremidi": "API_MACOSX_CORE",
+    "winmm": "API_WINDOWS_MM",
+}
+_HINTS = {
+    "alsa": "the ALSA sequencer cannot be opened: load it (sudo modprobe snd-seq) "
+    "or use --backend jack",
+    "jack": "no JACK server is running: start one (jackd -d alsa, or jackd -d dummy "
+    "without sound hardware)",
+    "coremidi": "CoreMIDI cannot start on this machine",
+    "winmm": "Windows MIDI cannot start on this machine",
+}
+_LIST_HINT = "`antiphon ports` lists what is available"
+
+OnMessage = Callable[[list[int], float], None]
+
+
+# --- pure helpers -------------------------------------------------------------------
+
+
+def native_backends(platform: str) -> list[str]:
+    """The backends ``auto`` tries on a platform, in order of preference."""
+    if platform.startswith("linux"):
+        return ["alsa", "jack"]
+    if platform == "darwin":
+        return ["coremidi"]
+    if platform in ("win32", "cygwin"):
+        return ["winmm"]
+    return ["jack"]
+
+
+def match_ports(names: Sequence[str], pattern: str) -> list[int]:
+    """Indices of the names that contain ``pattern``, case-insensitively; an exact
+    (case-insensitive) name comes first so ``foo:in`` is not shadowed by ``foo:in2``."""
+    p = pattern.casefold()
+    exact = [i for i, n in enumerate(names) if n.casefold() == p]
+    return exact + [i for i, n in enumerate(names) if p in n.casefold() and i not in exact]
+
+
+def find_port(names: Sequence[str], pattern: str, kind: str = "port") -> int:
+    """The index of the first port matching ``pattern``; ``UserError`` listing the
+    available ports when none does."""
+    found = match_ports(names, pattern)
+    if not found:
+        available = ", ".join(repr(n) for n in names) or "none"
+        raise UserError(
+            f"no MIDI {kind} port matches {pattern!r} (available: {available}); {_LIST_HINT}"
+        )
+    return found[0]
+
+
+def local_port_names(backend: str, client: str, kind: str) -> tuple[str, str, str]:
+    """(rtmidi client name, rtmidi port name, name other programs see) for one of our
+    ports; ``kind`` is ``"in"`` or ``"out"``. See the module docstring for why."""
+    if backend == "jack":
+        jack_client = client if kind == "in" else f"{client}-out"
+        return jack_client, kind, f"{jack_client}:{kind}"
+    if backend == "coremidi":
+        return client, f"{client}:{kind}", f"{client}:{kind}"
+    return client, kind, f"{client}:{kind}"
+
+
+def check_message(data: Sequence[int] | bytes) -> list[int]:
+    """A validated copy of one raw MIDI message; ``ValueError`` if it is malformed."""
+    msg = list(data)
+    if not msg:
+        raise ValueError("empty MIDI message")
+    if any(not isinstance(b, int) or not 0 <= b <= 255 for b in msg):
+        raise ValueError(f"MIDI bytes must be ints in 0..255: {msg!r}")
+    status = msg[0]
+    if status < 0x80:
+        raise ValueError(f"MIDI message must start with a status byte: {msg!r}")
+    if status == 0xF0:
+        if len(msg) < 2 or msg[-1] != 0xF7 or any(b >= 0x80 for b in msg[1:-1]):
+            raise ValueError(f"malformed sysex: {msg!r}")
+        return msg
+    if status < 0xF0:
+        size = 2 if 0xC0 <= status < 0xE0 else 3
+    else:
+        size = {0xF1: 2, 0xF2: 3, 0xF3: 2, 0xF6: 1}.get(status, 1 if status >= 0xF8 else 0)
+    if len(msg) != size or any(b >= 0x80 for b in msg[1:]):
+        raise ValueError(f"malformed MIDI message: {msg!r}")
+    return msg
+
+
+# --- backends -----------------------------------------------------------------------
+
+
+def _rtmidi() -> Any:
+    try:
+        import rtmidi
+    except ImportError as e:  # pragma: no cover - a dependency of the package
+        raise UserError("python-rtmidi is not installed: pip install python-rtmidi") from e
+    return rtmidi
+
+
+def compiled_backends() -> list[str]:
+    """The backends python-rtmidi was built with, in ``BACKENDS`` order."""
+    rtmidi = _rtmidi()
+    apis = set(rtmidi.get_compiled_api())
+    return [b for b, attr in _API_ATTR.items() if getattr(rtmidi, attr, None) in apis]
+
+
+def _api(backend: str) -> int:
+    return int(getattr(_rtmidi(), _API_ATTR[backend]))
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence C-level stderr while probing: libasound and libjack print several lines
+    when their server is missing, and the probe's own message says it better."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable fd 2 (e.g. some Windows GUIs): nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            sys.stderr.flush()
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def probe(backend: str) -> str | None:
+    """None if ``backend`` can start here, else a one-line reason with the fix."""
+    rtmidi = _rtmidi()
+    try:
+        with _quiet_stderr():
+            midi = rtmidi.MidiIn(_api(backend), name="antiphon-probe")
+            midi.delete()
+    except rtmidi.RtMidiError:
+        return _HINTS[backend]
+    return None
+
+
+def backend_status() -> dict[str, str | None]:
+    """Every compiled-in backend mapped to None (usable) or why it cannot start."""
+    return {b: probe(b) for b in compiled_backends()}
+
+
+def resolve_backend(
+    name: str = "auto",
+    *,
+    platform: str | None = None,
+    compiled: Callable[[], list[str]] = compiled_backends,
+    check: Callable[[str], str | None] = probe,
+) -> str:
+    """A concrete, usable backend for ``name``; ``UserError`` naming the fix otherwise.
+
+    ``auto`` is the platform's native backend (on Linux ALSA if the sequencer opens, else
+    JACK if a server runs). ``compiled`` and ``check`` are injected for tests."""
+    if name not in BACKENDS:
+        raise UserError(f"unknown MIDI backend {name!r}: choose one of {', '.join(BACKENDS)}")
+    platform = platform or sys.platform
+    built = compiled()
+    if name == "auto":
+        for backend in native_backends(platform):
+            if backend in built and check(backend) is None:
+                return backend
+        if platform.startswith("linux"):
+            raise UserError(
+                "no MIDI backend available: start a JACK server (jackd -d dummy) or load "
+                f"snd-seq (sudo modprobe snd-seq); {_LIST_HINT}"
+            )
+        raise UserError(f"no MIDI backend available on {platform}; {_LIST_HINT}")
+    if name not in built:
+        raise UserError(
+            f"MIDI backend {name!r} is not compiled into python-rtmidi here "
+            f"(compiled: {', '.join(built) or 'none'}); {_LIST_HINT}"
+        )
+    reason = check(name)
+    if reason is not None:
+        raise UserError(f"MIDI backend {name!r} cannot start: {reason}")
+    return name
+
+
+def list_ports(backend: str | None = None) -> dict[str, dict[str, list[str]]]:
+    """``{backend: {"inputs": [...], "outputs": [...]}}`` for every usable backend (or
+    only ``backend``, which must be usable). Inputs are ports antiphon can read from
+    (what ``--input`` matches), outputs ports it can play into (``--output``)."""
+    rtmidi = _rtmidi()
+    if backend is not None:
+        names = [resolve_backend(backend)]
+    else:
+        names = [b for b, reason in backend_status().items() if reason is None]
+    result: dict[str, dict[str, list[str]]] = {}
+    for b in names:
+        try:
+            with _quiet_stderr():
+                midi_in = rtmidi.MidiIn(_api(b), name="antiphon-ports")
+                midi_out = rtmidi.MidiOut(_api(b), name="antiphon-ports")
+            result[b] = {"inputs": midi_in.get_ports(), "outputs": midi_out.get_ports()}
+            midi_in.delete()
+            midi_out.delete()
+        except rtmidi.RtMidiError as e:  # the server went away between probe and list
+            log.warning("cannot list %s ports: %s", b, e)
+    return result
+
+
+def _no_virtual_ports(backend: str) -> None:
+    if backend == "winmm":
+        raise UserError(
+            "Windows has no virtual MIDI ports: install a loopback driver (loopMIDI) and "
+            "pass its ports with --input/--output"
+        )
+
+
+class _RtPort:
+    """What rtmidi inputs and outputs share: open a virtual port or connect by pattern,
+    notice when a connected peer disappears, connect again."""
+
+    def __init__(
+        self,
+        kind: str,
+        backend: str,
+        client: str,
+        pattern: str | None,
+        after_open: Callable[[Any], None],
+    ) -> None:
+        self.kind = kind
+        self.backend = resolve_backend(backend)
+        self.pattern = pattern
+        rt_client, self._local_name, self.name = local_port_names(self.backend, client, kind)
+        if pattern is None:
+            _no_virtual_ports(self.backend)
+        rtmidi = _rtmidi()
+        self.error: type[Exception] = rtmidi.RtMidiError
+        # rtmidi forgets an input's callback when its port closes, so it is re-applied
+        # after every open.
+        self._after_open = after_open
+        cls = rtmidi.MidiIn if kind == "in" else rtmidi.MidiOut
+        try:
+            self.midi = cls(_api(self.backend), name=rt_client)
+        except rtmidi.RtMidiError as e:
+            raise UserError(f"cannot open a MIDI {self.backend} client: {e}") from e
+        self.peer: str | None = None
+        try:
+            if pattern is None:
+                self.midi.open_virtual_port(self._local_name)
+                self._after_open(self.midi)
+            else:
+                names = self.midi.get_ports()
+                kind_name = "input" if kind == "in" else "output"
+                self._open(find_port(names, pattern, kind_name), names)
+        except BaseException as e:
+            self.close()  # a failed open must not leave a client behind
+            if isinstance(e, rtmidi.RtMidiError):
+                raise UserError(f"cannot open MIDI port {self.name!r}: {e}") from e
+            raise
+
+    def _open(self, index: int, names: list[str]) -> None:
+        self.midi.open_port(index, self._local_name)
+        self.peer = names[index]
+        self._after_open(self.midi)
+
+    def is_connected(self) -> bool:
+        if self.pattern is None:
+            return True
+        if self.peer is None:
+            return False
+        try:
+            present = self.peer in self.midi.get_ports()
+        except self.error:
+            present = False
+        # Once seen gone, the port stays lost until reconnect(): JACK reuses names, and
+        # a peer that comes back is not connected to us again by itself. (One that goes
+        # and comes back between two checks goes unnoticed; the daemon checks often.)
+        if not present:
+            self.peer = None
+        return present
+
+    def reconnect(self) -> bool:
+        if self.is_connected():
+            return True
+        assert self.pattern is not None
+        try:
+            names = self.midi.get_ports()
+            found = match_ports(names, self.pattern)
+            if not found:
+                return False
+            if self.midi.is_port_open():
+                self.midi.close_port()
+            self.peer = None
+            self._open(found[0], names)
+        except self.error as e:
+            log.warning("reconnecting to %r failed: %s", self.pattern, e)
+            return False
+        return True
+
+    def close(self) -> None:
+        with contextlib.suppress(self.error):
+            if not self.midi.is_deleted:
+                self.midi.close_port()
+                self.midi.delete()
+
+
+class MidiInput:
+    """Delivers raw messages with their arrival time (from the injected ``now``) to
+    ``on_message``. The callback runs on the backend's thread: keep it short (put the
+    message on a queue). An exception from it is counted, never raised into rtmidi."""
+
+    def __init__(self, on_message: OnMessage, now: Callable[[], float] | None = None) -> None:
+        self._on_message = on_message
+        self._now = now or time.perf_counter
+        self.received = 0
+        self.errors = 0
+        self.last_error: str | None = None
+        self.port_name = ""
+
+    def _deliver(self, data: list[int]) -> None:
+        try:
+            t = self._now()
+            self.received += 1
+            self._on_message(list(data), t)
+        except Exception as e:  # the backend thread must survive anything
+            self.errors += 1
+            self.last_error = repr(e)
+
+    def is_connected(self) -> bool:
+        """False when the port connected to by pattern is gone (virtual ports: True)."""
+        return True
+
+    def reconnect(self) -> bool:
+        """Connect again to a port matching the pattern; True once connected."""
+        return True
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> MidiInput:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class MemoryInput(MidiInput):
+    """An input fed by hand, for tests of whatever consumes ``on_message``."""
+
+    def feed(self, data: Sequence[int] | bytes) -> None:
+        self._deliver(check_message(data))
+
+
+class RtMidiInput(MidiInput):
+    """A virtual input port ``<client>:in`` or, with ``port``, a connection to the first
+    existing output port whose name contains that pattern."""
+
+    def __init__(
+        self,
+        on_message: OnMessage,
+        *,
+        backend: str = "auto",
+        client: str = "antiphon",
+        port: str | None = None,
+        now: Callable[[], float] | None = None,
+    ) -> None:
+        super().__init__(on_message, now)
+        self._port = _RtPort("in", backend, client, port, self._listen)
+        self.backend = self._port.backend
+        self.port_name = self._port.name
+
+    def _listen(self, midi: Any) -> None:
+        # sysex and MIDI clock (0xF8/0xFA/0xFB/0xFC) must reach the daemon; active
+        # sensing is link noise.
+        midi.ignore_types(sysex=False, timing=False, active_sense=True)
+        midi.set_callback(self._callback)
+
+    def _callback(self, event: tuple[list[int], float], data: object = None) -> None:
+        self._deliver(event[0])
+
+    @property
+    def peer(self) -> str | None:
+        return self._port.peer
+
+    def is_connected(self) -> bool:
+        return self._port.is_connected()
+
+    def reconnect(self) -> bool:
+        return self._port.reconnect()
+
+    def close(self) -> None:
+        self._port.close()
+
+
+class MidiOutput:
+    """Base output: ``send`` validates, copies and serializes calls from any thread;
+    subclasses implement ``_send`` (and ``_close``). ``close`` waits ``flush_seconds``
+    first because JACK delivers once per period and drops what is still buffered."""
+
+    def __init__(
+        self, flush_seconds: float = 0.05, wait: Callable[[float], None] | None = None
+    ) -> None:
+        self.flush_seconds = flush_seconds
+        self._wait = wait or time.sleep
+        self._lock = threading.Lock()
+        self.closed = False
+        self.port_name = ""
+
+    def send(self, data: Sequence[int] | bytes) -> None:
+        msg = check_message(data)
+        with self._lock:
+            if self.closed:
+                raise ValueError(f"send on closed MIDI port {self.port_name!r}")
+            self._send(msg)
+
+    def _send(self, msg: list[int]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Idempotent; later sends raise ``ValueError``."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+        if self.flush_seconds > 0:
+            self._wait(self.flush_seconds)
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        pass
+
+    def is_connected(self) -> bool:
+        """False when the port connected to by pattern is gone (virtual ports: True)."""
+        return True
+
+    def reconnect(self) -> bool:
+        """Connect again to a port matching the pattern; True once connected."""
+        return True
+
+    def __enter__(self) -> MidiOutput:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class MemoryOutput(MidiOutput):
+    """Records ``(t, data)`` with the injected clock, for tests."""
+
+    def __init__(self, now: Callable[[], float] | None = None) -> None:
+        super().__init__(flush_seconds=0.0)
+        self._now = now or time.perf_counter
+        self.sent: list[tuple[float, list[int]]] = []
+        self.port_name = "memory"
+
+    def _send(self, msg: list[int]) -> None:
+        self.sent.append((self._now(), msg))
+
+    def messages(self) -> list[list[int]]:
+        return [m for _, m in self.sent]
+
+
+class RtMidiOutput(MidiOutput):
+    """A virtual output port (see the module docstring for its name) or, with ``port``,
+    a connection to the first existing input port whose name contains that pattern."""
+
+    def __init__(
+        self,
+        *,
+        backend: str = "auto",
+        client: str = "antiphon",
+        port: str | None = None,
+        flush_seconds: float = 0.05,
+        wait: Callable[[float], None] | None = None,
+    ) -> None:
+        super().__init__(flush_seconds, wait)
+        self._port = _RtPort("out", backend, client, port, lambda midi: None)
+        self.backend = self._port.backend
+        self.port_name = self._port.name
+
+    def _send(self, msg: list[int]) -> None:
+        self._port.midi.send_message(msg)
+
+    def _close(self) -> None:
+        self._port.close()
+
+    @property
+    def peer(self) -> str | None:
+        return self._port.peer
+
+    def is_connected(self) -> bool:
+        return self._port.is_connected()
+
+    def reconnect(self) -> bool:
+        # The lock keeps a send from reaching a half-reopened port.
+        with self._lock:
+            return not self.closed and self._port.reconnect()

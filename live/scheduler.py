@@ -1,0 +1,305 @@
+"""The scheduler: plays raw MIDI events at absolute times and owns the ledger of sounding
+notes, so no note it starts is left hanging.
+
+Events carry absolute times on the injected ``now`` clock (``t0 + offset``, as mido's
+``MidiFile.play`` does), so a late wake-up delays one event and never the ones after it.
+Event data is raw MIDI with its channel already applied (``shaping.notes_to_events`` does
+that); the scheduler's own ``channel`` is only where ``release_all`` always sends its
+pedal-up and All Notes Off.
+
+Policies, written down:
+
+- Ordering: due events go out in time order; at equal times note-offs go first (a note
+  that ends where the next one on the same key starts must not cut the new one), other
+  events keep the order they were scheduled in.
+- Overrun: an event more than ``late_tolerance`` late is still sent and counted as late;
+  note-offs are always sent, however late. A note-on more than ``skip_late_notes`` late is
+  dropped together with its note-off (counted as skipped), so a stall does not come out
+  as a burst of stale notes.
+- Pairing: a note-off ends the earliest unfinished note-on of its (channel, pitch); a
+  sounding note owns the first pending note-off of its key.
+- Re-trigger: a note-on for a key that is already sounding first sends a note-off for it
+  and drops the pending note-off the old note owned, so every note-on sent gets exactly
+  one note-off (counted as retriggered).
+- ``cancel`` drops notes; controllers and other messages stay, so a pedal-up is never lost.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import itertools
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from antiphon.live.ports import check_message
+
+if TYPE_CHECKING:
+    from antiphon.live.ports import MidiOutput
+
+log = logging.getLogger(__name__)
+
+Key = tuple[int, int]  # (channel, pitch)
+_Entry = tuple[float, int, int, tuple[int, ...]]  # (time, note-offs first, seq, data)
+
+
+@dataclass(frozen=True)
+class ScheduledEvent:
+    time: float  # seconds on the scheduler's ``now`` clock
+    data: tuple[int, ...]  # one raw MIDI message, channel applied
+
+
+def note_kind(data: tuple[int, ...]) -> tuple[str, Key | None]:
+    """("on" | "off" | "other", (channel, pitch) for notes). Velocity 0 is a note-off."""
+    if len(data) == 3:
+        kind = data[0] & 0xF0
+        if kind == 0x90 and data[2] > 0:
+            return "on", (data[0] & 0x0F, data[1])
+        if kind in (0x80, 0x90):
+            return "off", (data[0] & 0x0F, data[1])
+    return "other", None
+
+
+def note_off(key: Key) -> tuple[int, int, int]:
+    return (0x80 | key[0], key[1], 0)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        out: MidiOutput,
+        now: Callable[[], float],
+        wait: Callable[[float], None] | None = None,
+        channel: int = 0,
+        *,
+        late_tolerance: float = 0.002,
+        skip_late_notes: float | None = 0.1,
+        poll: float = 0.01,
+    ) -> None:
+        """``wait=None``: the runner sleeps on a condition that ``schedule``, ``cancel``,
+        ``release_all`` and ``stop`` notify, so new material wakes it early. With an
+        injected ``wait`` (e.g. a fake clock's advance) it sleeps in slices of at most
+        ``poll`` seconds instead, so new material is still seen within ``poll``."""
+        if not 0 <= channel <= 15:
+            raise ValueError(f"MIDI channel must be 0..15, got {channel}")
+        self.out = out
+        self._now = now
+        self._wait = wait
+        self.channel = channel
+        self.late_tolerance = late_tolerance
+        self.skip_late_notes = skip_late_notes
+        self.poll = poll
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._seq = itertools.count()
+        self._pending: list[_Entry] = []
+        self._sounding: set[Key] = set()
+        self._channels: set[int] = set()
+        self._dirty = False  # anything sent since the last release_all
+        self.error: BaseException | None = None
+        self.sent = self.late = self.skipped = self.retriggered = self.send_errors = 0
+        self.max_lateness = 0.0
+
+    # --- planning -----------------------------------------------------------------
+
+    def schedule(self, events: Iterable[ScheduledEvent]) -> None:
+        # Validate here so a malformed event fails in the producer's thread, not later
+        # in the runner's.
+        entries = []
+        for e in events:
+            data = tuple(check_message(e.data))
+            order = 0 if note_kind(data)[0] == "off" else 1
+            entries.append((float(e.time), order, next(self._seq), data))
+        with self._cond:
+            for entry in entries:
+                bisect.insort(self._pending, entry)
+            self._cond.notify_all()
+
+    def pump(self, t: float) -> float | None:
+        """Send everything due at or before ``t`` in time order; the next due time."""
+        with self._lock:
+            while self._pending and self._pending[0][0] <= t:
+                due, _, _, data = self._pending[0]
+                kind, key = note_kind(data)
+                lateness = t - due
+                if (
+                    kind == "on"
+                    and self.skip_late_notes is not None
+                    and lateness > self.skip_late_notes
+                ):
+                    off = self._pairs()[0].get(0)
+                    if off is not None:
+                        del self._pending[off]
+                    del self._pending[0]
+                    self.skipped += 1
+                    continue
+                del self._pending[0]
+                if lateness > self.late_tolerance:
+                    self.late += 1
+                self.max_lateness = max(self.max_lateness, lateness)
+                if kind == "on" and key in self._sounding:
+                    assert key is not None
+                    owned = self._pairs()[1].get(key)
+                    if owned is not None:
+                        del self._pending[owned]
+                    self._emit(note_off(key))
+                    self.retriggered += 1
+                self._emit(data)
+            return self._pending[0][0] if self._pending else None
+
+    def cancel(self, after: float, *, cut: bool = False) -> int:
+        """Drop the pending notes that start at or after ``after`` (note-on and its
+        note-off together); notes already sounding keep their note-offs, or with ``cut``
+        are ended now. Returns how many notes were dropped."""
+        with self._cond:
+            pairs, owned = self._pairs()
+            drop: set[int] = set()
+            for i, (due, _, _, data) in enumerate(self._pending):
+                if due >= after and note_kind(data)[0] == "on":
+                    drop.add(i)
+                    if i in pairs:
+                        drop.add(pairs[i])
+            dropped = sum(1 for i in drop if note_kind(self._pending[i][3])[0] == "on")
+            if cut:
+                drop.update(owned.values())
+            self._pending = [e for i, e in enumerate(self._pending) if i not in drop]
+            if cut:
+                for key in sorted(self._sounding):
+                    self._emit(note_off(key))
+            self._cond.notify_all()
+            return dropped
+
+    def release_all(self) -> list[tuple[int, ...]]:
+        """Cancel everything pending, send every owed note-off, then CC64=0 and CC123 on
+        each channel used; returns what was sent. Safe from any thread; a second call
+        with nothing played in between sends nothing. Send errors are counted, not
+        raised: this runs on the way out of failures too."""
+        with self._cond:
+            self._pending.clear()
+            msgs: list[tuple[int, ...]] = [note_off(k) for k in sorted(self._sounding)]
+            if self._dirty or msgs:
+                for ch in sorted(self._channels | {self.channel}):
+                    msgs += [(0xB0 | ch, 64, 0), (0xB0 | ch, 123, 0)]
+            sent = []
+            for m in msgs:
+                try:
+                    self.out.send(m)
+                except Exception as e:
+                    self.send_errors += 1
+                    log.warning("release: cannot send %s: %s", m, e)
+                else:
+                    sent.append(m)
+            self._sounding.clear()
+            self._channels.clear()
+            self._dirty = False
+            self._cond.notify_all()
+            return sent
+
+    # --- state ------------------------------------------------------------------------
+
+    def sounding(self) -> list[Key]:
+        with self._lock:
+            return sorted(self._sounding)
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def stats(self) -> dict[str, float | int]:
+        with self._lock:
+            return {
+                "sent": self.sent,
+                "late": self.late,
+                "skipped": self.skipped,
+                "retriggered": self.retriggered,
+                "send_errors": self.send_errors,
+                "max_lateness": self.max_lateness,
+                "pending": len(self._pending),
+                "sounding": len(self._sounding),
+            }
+
+    def _emit(self, data: tuple[int, ...]) -> None:
+        # The ledger changes only once the port took the message, so a failed note-off
+        # stays owed and release_all tries it again.
+        self.out.send(data)
+        self.sent += 1
+        self._dirty = True
+        kind, key = note_kind(data)
+        if data[0] < 0xF0:
+            self._channels.add(data[0] & 0x0F)
+        if key is not None and kind == "on":
+            self._sounding.add(key)
+        elif key is not None:
+            self._sounding.discard(key)
+
+    def _pairs(self) -> tuple[dict[int, int], dict[Key, int]]:
+        """Pending note-on index -> index of the note-off that ends it, and sounding key
+        -> index of the note-off it owns (FIFO per key, sounding notes first)."""
+        queues: dict[Key, deque[int | None]] = {k: deque([None]) for k in self._sounding}
+        pairs: dict[int, int] = {}
+        owned: dict[Key, int] = {}
+        for i, (_, _, _, data) in enumerate(self._pending):
+            kind, key = note_kind(data)
+            if key is None:
+                continue
+            if kind == "on":
+                queues.setdefault(key, deque()).append(i)
+            elif queues.get(key):
+                j = queues[key].popleft()
+                if j is None:
+                    owned[key] = i
+                else:
+                    pairs[j] = i
+        return pairs, owned
+
+    # --- the runner thread --------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self._stop.clear()
+        self.error = None
+        self._thread = threading.Thread(target=self._run, name="antiphon-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self, block: bool = True, release: bool = True) -> None:
+        """Stop the runner; with ``release`` (the default) also release every note."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if release:
+            self.release_all()
+        thread = self._thread
+        if block and thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                with self._cond:
+                    nxt = self.pump(self._now())
+                    if self._stop.is_set():
+                        break
+                    if self._wait is None:
+                        timeout = None if nxt is None else nxt - self._now()
+                        if timeout is None or timeout > 0:
+                            self._cond.wait(timeout)
+                        continue
+                # An injected wait runs outside the lock so schedule() never blocks on it.
+                delay = self.poll if nxt is None else min(max(nxt - self._now(), 0.0), self.poll)
+                self._wait(delay)
+        except Exception as e:  # recorded for the daemon; the notes are released below
+            self.error = e
+            log.exception("scheduler stopped on an error")
+            with contextlib.suppress(Exception):
+                self.release_all()

@@ -1,0 +1,77 @@
+"""An antiphon ``.onnx`` file opened for inference: onnxruntime session + its metadata.
+
+Session options are chosen for latency at batch 1: one intra-op thread (a decode step is a
+handful of small matmuls; a thread pool's hand-offs cost more than they save), no spinning
+(spinning threads would burn a core while the daemon idles), sequential execution, all
+graph optimizations.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from antiphon.export.metadata import ModelInfo
+
+from antiphon.errors import UserError
+
+DEFAULT_MODEL = "default.onnx"
+
+
+def default_model_path() -> Path:
+    path = Path(str(resources.files("antiphon.live").joinpath("assets", DEFAULT_MODEL)))
+    if not path.is_file():
+        raise UserError(
+            "the default model is not installed with this copy of antiphon; pass --model FILE.onnx"
+        )
+    return path
+
+
+def session_options(threads: int = 1):  # type: ignore[no-untyped-def]
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    opts.log_severity_level = 3
+    return opts
+
+
+class ModelFile:
+    def __init__(self, path: Path, info: ModelInfo, session: object) -> None:
+        self.path, self.info, self.session = path, info, session
+        self.output_names = [o.name for o in session.get_outputs()]  # type: ignore[attr-defined]
+
+    @classmethod
+    def open(cls, path: str | Path | None = None, *, threads: int = 1) -> ModelFile:
+        import onnxruntime as ort
+
+        path = default_model_path() if path is None else Path(path)
+        if not path.is_file():
+            raise UserError(f"{path}: no such model file")
+        try:
+            session = ort.InferenceSession(
+                str(path), session_options(threads), providers=ort.get_available_providers()
+            )
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"{path}: not a loadable ONNX model ({first[:160]})") from None
+        meta = session.get_modelmeta().custom_metadata_map
+        info = ModelInfo.from_props(meta, str(path))
+        names = {i.name for i in session.get_inputs()}
+        expected = set(info.signature.inputs)
+        if names != expected:
+            raise UserError(
+                f"{path}: the graph's inputs {sorted(names)} do not match its metadata "
+                f"{sorted(expected)}; re-export it"
+            )
+        return cls(path, info, session)
+
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outs = self.session.run(self.output_names, feed)  # type: ignore[attr-defined]
+        return dict(zip(self.output_names, outs))

@@ -1,0 +1,218 @@
+"""A corpus as token arrays: tokenized once (cached), split by file, sampled as windows.
+
+Each piece becomes ``BOS tokens... EOS``; a split is the concatenation of its pieces plus
+their offsets. Files that fail to read are skipped and counted, never fatal. Transposition
+augmentation works on token ids (every pitch token has a neighbour a semitone away in the
+vocabulary), so it costs nothing per step and works for every miditok tokenization.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from antiphon.models.corpus import SPLITS, Corpus
+from antiphon.models.notes import MidiFileError
+from antiphon.models.tokenizer import Tokenizer
+
+PITCH_PREFIXES = ("NoteOn_", "NoteOff_", "Pitch_")
+
+
+def cache_root() -> Path:
+    """Where corpora and token arrays are cached (``ANTIPHON_CACHE`` overrides)."""
+    env = os.environ.get("ANTIPHON_CACHE")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("antiphon"))
+
+
+@dataclass
+class TokenSplit:
+    tokens: np.ndarray  # (N,) int32, all pieces concatenated
+    offsets: np.ndarray  # (P+1,) start of each piece, last = N
+
+    @property
+    def pieces(self) -> int:
+        return len(self.offsets) - 1
+
+    def piece(self, i: int) -> np.ndarray:
+        return self.tokens[self.offsets[i] : self.offsets[i + 1]]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self.piece(i) for i in range(self.pieces))
+
+
+@dataclass
+class TokenizedCorpus:
+    splits: dict[str, TokenSplit]
+    failed: int  # files that could not be read or held no notes
+    summary: dict
+
+    def __getitem__(self, split: str) -> TokenSplit:
+        return self.splits[split]
+
+
+def _encode_one(args: tuple[dict, str]) -> list[int] | None:
+    params, path = args
+    tok = _worker_tokenizer(json.dumps(params, sort_keys=True))
+    try:
+        return tok.encode_file(path)
+    except MidiFileError:
+        return None
+    except Exception:  # a file miditok/symusic chokes on is skipped, like an unreadable one
+        return None
+
+
+_TOKENIZERS: dict[str, Tokenizer] = {}
+
+
+def _worker_tokenizer(key: str) -> Tokenizer:
+    if key not in _TOKENIZERS:
+        _TOKENIZERS[key] = Tokenizer.from_params(json.loads(key))
+    return _TOKENIZERS[key]
+
+
+def _cache_key(corpus: Corpus, tokenizer: Tokenizer) -> str:
+    h = hashlib.sha1()
+    h.update(json.dumps(tokenizer.to_params(), sort_keys=True).encode())
+    h.update(str(corpus.root.resolve()).encode())
+    for f in corpus.files:
+        p = corpus.root / f
+        h.update(f.encode())
+        h.update(str(p.stat().st_size if p.exists() else -1).encode())
+    return h.hexdigest()[:16]
+
+
+def tokenize_corpus(
+    corpus: Corpus,
+    tokenizer: Tokenizer,
+    cache_dir: Path | None = None,
+    *,
+    progress: bool = True,
+    workers: int | None = None,
+) -> TokenizedCorpus:
+    """Tokenize every file of a corpus once; later calls load the cached arrays."""
+    cache = None
+    if cache_dir is not None:
+        cache = Path(cache_dir) / f"tokens-{_cache_key(corpus, tokenizer)}.npz"
+        if cache.exists():
+            return _load(cache)
+    params = tokenizer.to_params()
+    splits: dict[str, TokenSplit] = {}
+    failed = 0
+    workers = workers or min(os.cpu_count() or 1, 4)
+    for split in SPLITS:
+        paths = [str(p) for p in corpus.split(split)]
+        seqs = _run(((params, p) for p in paths), len(paths), workers, progress, split)
+        pieces = []
+        for s in seqs:
+            if s is None or not s:
+                failed += 1
+            else:
+                pieces.append(np.asarray([tokenizer.bos, *s, tokenizer.eos], dtype=np.int32))
+        lengths = [len(p) for p in pieces]
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        tokens = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
+        splits[split] = TokenSplit(tokens, offsets)
+    summary = {
+        **corpus.summary(),
+        "unreadable": failed,
+        "tokens": {k: len(v.tokens) for k, v in splits.items()},
+        "pieces": {k: v.pieces for k, v in splits.items()},
+    }
+    result = TokenizedCorpus(splits, failed, summary)
+    if cache is not None:
+        _save(cache, result)
+    return result
+
+
+def _run(
+    jobs: Iterable[tuple[dict, str]], total: int, workers: int, progress: bool, label: str
+) -> list[list[int] | None]:
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=f"tokenizing {label}", unit="file", disable=not progress)
+    out: list[list[int] | None] = []
+    if workers <= 1 or total < 16:
+        for job in jobs:
+            out.append(_encode_one(job))
+            bar.update()
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            for r in pool.map(_encode_one, jobs, chunksize=8):
+                out.append(r)
+                bar.update()
+    bar.close()
+    return out
+
+
+def _save(path: Path, tc: TokenizedCorpus) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, np.ndarray] = {}
+    for k, v in tc.splits.items():
+        arrays[f"{k}_tokens"], arrays[f"{k}_offsets"] = v.tokens, v.offsets
+    arrays["meta"] = np.frombuffer(
+        json.dumps({"failed": tc.failed, "summary": tc.summary}).encode(), dtype=np.uint8
+    )
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _load(path: Path) -> TokenizedCorpus:
+    z = np.load(path)
+    meta = json.loads(bytes(z["meta"]).decode())
+    splits = {s: TokenSplit(z[f"{s}_tokens"], z[f"{s}_offsets"]) for s in SPLITS}
+    return TokenizedCorpus(splits, meta["failed"], meta["summary"])
+
+
+# -- augmentation and sampling -------------------------------------------------------------
+def pitch_shift_tables(vocab: list[str], max_shift: int) -> dict[int, np.ndarray]:
+    """For each shift k: id -> id of the token k semitones away (-1 if out of range)."""
+    ids = {t: i for i, t in enumerate(vocab)}
+    tables = {}
+    for k in range(-max_shift, max_shift + 1):
+        table = np.arange(len(vocab), dtype=np.int32)
+        for tok, i in ids.items():
+            if tok.startswith(PITCH_PREFIXES):
+                kind, value = tok.split("_")
+                table[i] = ids.get(f"{kind}_{int(value) + k}", -1)
+        tables[k] = table
+    return tables
+
+
+class WindowSampler:
+    """Random (block+1)-token windows from a split, transposed at random."""
+
+    def __init__(
+        self, split: TokenSplit, block: int, seed: int, shifts: dict[int, np.ndarray] | None
+    ) -> None:
+        if len(split.tokens) < 2:
+            raise ValueError("the training split holds no tokens")
+        self.split, self.block = split, block
+        self.rng = np.random.default_rng(seed)
+        self.shifts = shifts or {0: np.arange(int(split.tokens.max()) + 1, dtype=np.int32)}
+        self.shift_keys = sorted(self.shifts)
+
+    def window(self) -> np.ndarray:
+        toks = self.split.tokens
+        n = self.block + 1
+        if len(toks) <= n:
+            w = np.resize(toks, n)
+        else:
+            start = int(self.rng.integers(0, len(toks) - n + 1))
+            w = toks[start : start + n]
+        k = self.shift_keys[int(self.rng.integers(0, len(self.shift_keys)))]
+        shifted = self.shifts[k][w]
+        return w if (shifted < 0).any() else shifted
+
+    def batch(self, size: int) -> np.ndarray:
+        return np.stack([self.window() for _ in range(size)])  # (B, block+1)

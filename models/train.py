@@ -1,0 +1,281 @@
+"""Training: corpus -> tokens -> a model family -> a self-describing checkpoint.
+
+AdamW with linear warmup and cosine decay, gradient clipping, a fixed seed, periodic
+validation NLL/token on a fixed subset of the valid split, a checkpoint at every validation
+(``--resume`` continues from it exactly), and, at the end, the full valid-split NLL beside
+the bigram baseline fitted on the same training split.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import random
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from antiphon.models.corpus import resolve_corpus
+from antiphon.models.dataset import (
+    TokenizedCorpus,
+    WindowSampler,
+    cache_root,
+    pitch_shift_tables,
+    tokenize_corpus,
+)
+from antiphon.models.nll import Bigram, model_nll
+from antiphon.models.registry import family
+from antiphon.models.tokenizer import Tokenizer
+
+from antiphon import __version__
+from antiphon.errors import UserError
+
+CHECKPOINT_FORMAT = "antiphon-checkpoint/1"
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "transformer"
+    data: str = "music21"
+    out: str = "runs/default"
+    tokenizer: str = "midilike"
+    steps: int = 3000
+    batch_size: int = 16
+    block_size: int = 512
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup: int = 200
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    eval_every: int = 250
+    eval_pieces: int = 16  # periodic validation on this many valid pieces (full at the end)
+    transpose: int = 6  # augmentation: random shift in [-transpose, +transpose] semitones
+    seed: int = 1337
+    threads: int = 0  # torch threads; 0 = all cores
+    model: dict = field(default_factory=dict)  # overrides of the family's config
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
+
+
+def versions() -> dict[str, str]:
+    import miditok
+    import symusic
+
+    return {
+        "antiphon": __version__,
+        "torch": torch.__version__,
+        "miditok": miditok.__version__ if hasattr(miditok, "__version__") else "?",
+        "symusic": getattr(symusic, "__version__", "?"),
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
+
+
+def torch_scorer(model: torch.nn.Module):  # type: ignore[no-untyped-def]
+    @torch.no_grad()
+    def score(window: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.asarray(window, dtype=np.int64)).unsqueeze(0)
+        logits, _ = model(x)
+        return F.log_softmax(logits[0].float(), dim=-1).numpy()
+
+    return score
+
+
+def evaluate(model: torch.nn.Module, data: TokenizedCorpus, block: int, pieces: int | None):
+    was = model.training
+    model.eval()
+    nll, n = model_nll(torch_scorer(model), data["valid"], block, max_pieces=pieces)
+    model.train(was)
+    return nll, n
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such checkpoint")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise UserError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"{path}: not an antiphon checkpoint")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict) -> torch.nn.Module:
+    model = family(ckpt["family"]).build(ckpt["model_config"])
+    model.load_state_dict(ckpt["model"])
+    return model.eval()
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    log: Any = None,
+) -> dict:
+    """Train ``cfg.arch`` on ``cfg.data``; returns the final metrics (also in the checkpoint)."""
+    say = log or (lambda msg: None)
+    fam = family(cfg.arch)
+    if fam.representation != "tokens":
+        raise UserError(f"{cfg.arch} trains with its own command")
+    out = Path(cfg.out)
+    ckpt_path = out / "ckpt.pt"
+    state = None
+    if resume:
+        state = load_checkpoint(ckpt_path)
+        cfg = TrainConfig.from_dict({**state["train_config"], "steps": cfg.steps})
+        say(f"resuming {ckpt_path} at step {state['step']}")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+
+    tokenizer = (
+        Tokenizer.from_params(state["tokenizer"]) if state else Tokenizer.create(cfg.tokenizer)
+    )
+    corpus = resolve_corpus(cfg.data, cache_dir=cache_root(), progress=progress)
+    data = tokenize_corpus(corpus, tokenizer, cache_root() / "tokens", progress=progress)
+    say(
+        f"corpus {corpus.name}: {data.summary['pieces']['train']} train / "
+        f"{data.summary['pieces']['valid']} valid pieces, "
+        f"{data.summary['tokens']['train']:,} train tokens, {data.failed} unreadable files skipped"
+    )
+    if data["train"].pieces == 0 or data["valid"].pieces == 0:
+        raise UserError(f"{cfg.data}: too few readable MIDI files for a train and a valid split")
+
+    model_cfg = {**cfg.model, "vocab_size": len(tokenizer), "block_size": cfg.block_size}
+    model = fam.build(state["model_config"] if state else model_cfg)
+    opt = make_optimizer(model, cfg)
+    sampler = WindowSampler(
+        data["train"], cfg.block_size, cfg.seed, pitch_shift_tables(tokenizer.vocab, cfg.transpose)
+    )
+    step = 0
+    history: list[dict] = []
+    if state:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sampler.rng.bit_generator.state = state["sampler_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        step, history = state["step"], state.get("history", [])
+    say(f"{cfg.arch}: {model.num_params():,} parameters")
+
+    def save(metrics: dict | None = None) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        blob = {
+            "format": CHECKPOINT_FORMAT,
+            "family": cfg.arch,
+            "model_config": model.config.to_dict(),
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "step": step,
+            "train_config": cfg.to_dict(),
+            "tokenizer": tokenizer.to_params(),
+            "data": data.summary,
+            "history": history,
+            "metrics": metrics or {},
+            "versions": versions(),
+            "sampler_rng": sampler.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+        }
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save(blob, tmp)
+        os.replace(tmp, ckpt_path)
+
+    from tqdm import tqdm
+
+    model.train()
+    bar = tqdm(total=cfg.steps, initial=step, desc="training", unit="step", disable=not progress)
+    tokens_per_step = cfg.batch_size * cfg.block_size
+    t_last, step_last = time.perf_counter(), step
+    while step < cfg.steps:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        batch = torch.from_numpy(sampler.batch(cfg.batch_size).astype(np.int64))
+        x, y = batch[:, :-1], batch[:, 1:]
+        logits, _ = model(x)
+        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        step += 1
+        now = time.perf_counter()
+        tps = tokens_per_step * (step - step_last) / max(now - t_last, 1e-9)
+        bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tps:,.0f}")
+        bar.update()
+        if step % 20 == 0:
+            t_last, step_last = now, step
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            nll, _ = evaluate(model, data, cfg.block_size, cfg.eval_pieces)
+            history.append({"step": step, "train_loss": loss.item(), "valid_nll_subset": nll})
+            bar.write(f"step {step}: train loss {loss.item():.4f}, valid NLL/token {nll:.4f}")
+            save()
+    bar.close()
+
+    say("scoring the whole valid split ...")
+    valid_nll, n_valid = evaluate(model, data, cfg.block_size, None)
+    bigram = Bigram(len(tokenizer)).fit(data["train"])
+    bigram_nll, alpha = bigram.best_nll(data["valid"])
+    metrics = {
+        "valid_nll": valid_nll,
+        "valid_tokens": n_valid,
+        "bigram_valid_nll": bigram_nll,
+        "bigram_alpha": alpha,
+        "steps": step,
+        "params": model.num_params(),
+    }
+    save(metrics)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    say(
+        f"valid NLL/token {valid_nll:.4f} over {n_valid:,} tokens "
+        f"(bigram baseline {bigram_nll:.4f}); checkpoint {ckpt_path}"
+    )
+    return {**metrics, "checkpoint": str(ckpt_path)}
+
+
+def valid_split_of(ckpt: dict) -> tuple[Any, str]:
+    """The checkpoint's validation tokens if its corpus can be resolved, else (None, reason)."""
+    data = ckpt.get("train_config", {}).get("data")
+    if not data:
+        return None, "no corpus recorded"
+    try:
+        corpus = resolve_corpus(data, cache_dir=cache_root(), progress=False)
+        tok = Tokenizer.from_params(ckpt["tokenizer"])
+        split = tokenize_corpus(corpus, tok, cache_root() / "tokens", progress=False)["valid"]
+    except UserError as exc:
+        return None, str(exc)
+    return (
+        (split, f"valid tokens of {corpus.name}") if split.pieces else (None, "empty valid split")
+    )

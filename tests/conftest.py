@@ -1,0 +1,115 @@
+"""Shared fixtures: real MIDI files, a tiny random-initialised model, its verified export."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import mido
+import pytest
+
+DATA = Path(__file__).parent / "data"
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # Tests never read or write the user's corpus/token cache.
+    os.environ["ANTIPHON_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="session")
+def chorale() -> Path:
+    """Bach, BWV 66.6, rendered to MIDI from music21's corpus (four voices, four tracks)."""
+    return DATA / "bwv66.6.mid"
+
+
+@pytest.fixture(scope="session")
+def palestrina() -> Path:
+    return DATA / "palestrina-agnus-01.mid"
+
+
+def write_expressive_midi(path: Path, seed: int = 0, events: int = 300) -> Path:
+    """A deliberately messy performance: sustain pedal, jittered timing, overlapping
+    same-pitch notes across channels, out-of-range pitches and a drum channel."""
+    rng = random.Random(seed)
+    mid = mido.MidiFile(ticks_per_beat=480)
+    for ch in range(2):
+        track = mido.MidiTrack()
+        mid.tracks.append(track)
+        timed = []
+        t = 0
+        for _ in range(events):
+            t += rng.choice([0, 0, 13, 60, 120, 240, 241, 479, 1000])
+            pitch = (
+                rng.choice([60, 62, 64, 65, 67, 20, 110, 60]) if ch == 0 else rng.randint(40, 90)
+            )
+            length = rng.choice([1, 5, 30, 120, 480, 2000])
+            timed.append(
+                (t, mido.Message("note_on", channel=ch, note=pitch, velocity=rng.randint(1, 127)))
+            )
+            timed.append((t + length, mido.Message("note_off", channel=ch, note=pitch)))
+            if ch == 0 and rng.random() < 0.1:
+                value = rng.choice([0, 127, 64, 63])
+                timed.append(
+                    (t, mido.Message("control_change", channel=ch, control=64, value=value))
+                )
+        if ch == 1:
+            timed.append((0, mido.Message("note_on", channel=9, note=36, velocity=100)))
+        timed.sort(key=lambda e: e[0])
+        last = 0
+        for at, msg in timed:
+            track.append(msg.copy(time=at - last))
+            last = at
+    mid.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def expressive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_expressive_midi(tmp_path_factory.mktemp("midi") / "expressive.mid")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-initialised, tiny transformer saved as a real checkpoint."""
+    torch = pytest.importorskip("torch")
+    from antiphon.models.registry import family
+    from antiphon.models.tokenizer import Tokenizer
+    from antiphon.models.train import CHECKPOINT_FORMAT, versions
+
+    tok = Tokenizer.create()
+    torch.manual_seed(0)
+    model = family("transformer").build(
+        {"vocab_size": len(tok), "n_layer": 2, "n_embd": 32, "n_head": 2, "block_size": 96}
+    )
+    path = tmp_path_factory.mktemp("ckpt") / "ckpt.pt"
+    torch.save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "family": "transformer",
+            "model_config": model.config.to_dict(),
+            "model": model.state_dict(),
+            "tokenizer": tok.to_params(),
+            "step": 0,
+            "train_config": {},
+            "metrics": {},
+            "data": {"name": "none (random init)"},
+            "versions": versions(),
+        },
+        path,
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_checkpoint: Path) -> Path:
+    from antiphon.export.onnx_export import export_checkpoint, update_metadata
+    from antiphon.export.verify import verify
+    from antiphon.live.session import ModelFile
+
+    out = tiny_checkpoint.parent / "tiny.onnx"
+    path, _, graph = export_checkpoint(tiny_checkpoint, out)
+    update_metadata(path, verification=verify(graph, ModelFile.open(path)).to_dict())
+    return path

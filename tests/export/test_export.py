@@ -1,0 +1,123 @@
+"""Export + verification on a tiny random-initialised model (no training needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+
+from antiphon.export.graphs import graph_for  # noqa: E402
+from antiphon.export.metadata import ModelInfo  # noqa: E402
+from antiphon.export.verify import ATOL, CASES, ParityError, verify  # noqa: E402
+from antiphon.live.session import ModelFile  # noqa: E402
+from antiphon.models.tokenizer import Tokenizer  # noqa: E402
+from antiphon.models.train import load_checkpoint, model_from_checkpoint  # noqa: E402
+
+from antiphon.errors import UserError  # noqa: E402
+
+
+def test_exported_file_describes_itself(tiny_onnx, tiny_checkpoint) -> None:
+    mf = ModelFile.open(tiny_onnx)
+    info = mf.info
+    ckpt = load_checkpoint(tiny_checkpoint)
+    assert info.family == "transformer" and info.representation == "tokens"
+    assert info.max_context == 96
+    assert Tokenizer.from_params(info.tokenizer) == Tokenizer.from_params(ckpt["tokenizer"])
+    assert info.vocab == Tokenizer.from_params(info.tokenizer).vocab
+    assert info.config == ckpt["model_config"]
+    assert {p.input for p in info.signature.state} == {
+        f"past_{kv}_{i}" for i in range(2) for kv in ("key", "value")
+    }
+    # dynamic axes are named in the graph itself, not only in the metadata
+    graph_inputs = {i.name: i.shape for i in mf.session.get_inputs()}
+    assert graph_inputs["tokens"] == ["batch", "seq"]
+    assert graph_inputs["past_key_0"][2] == "past"
+    assert info.verification["greedy_identical"] is True
+    assert info.verification["max_abs_diff"] <= ATOL
+
+
+def test_parity_holds_at_lengths_other_than_the_dummy(tiny_onnx, tiny_checkpoint) -> None:
+    graph = graph_for("transformer", model_from_checkpoint(load_checkpoint(tiny_checkpoint)))
+    report = verify(graph, ModelFile.open(tiny_onnx))
+    assert [(c["seq"], c["cache"]) for c in report.cases] == list(CASES)
+    assert (3, 2) not in CASES  # the export dummy
+    assert report.max_abs_diff < 1e-4
+    assert report.greedy_identical and report.greedy_agreement == 1.0
+
+
+def test_verification_catches_a_graph_that_disagrees(tiny_onnx, tiny_checkpoint) -> None:
+    import torch
+
+    model = model_from_checkpoint(load_checkpoint(tiny_checkpoint))
+    with torch.no_grad():
+        model.blocks[0].mlp[0].weight.mul_(1.5)  # torch side no longer matches the file
+    with pytest.raises(ParityError, match="differ by"):
+        verify(graph_for("transformer", model), ModelFile.open(tiny_onnx))
+
+
+def test_reloading_the_torch_model_from_the_onnx_file(tiny_onnx, tiny_checkpoint) -> None:
+    from antiphon.export.reload import torch_from_onnx
+
+    a = model_from_checkpoint(load_checkpoint(tiny_checkpoint)).state_dict()
+    b = torch_from_onnx(tiny_onnx).state_dict()
+    assert a.keys() == b.keys()
+    assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+
+
+def test_int8_quantization_reports_agreement_and_nll(tiny_onnx, tmp_path) -> None:
+    from antiphon.export.quantize import compare, quantize_file
+
+    q = quantize_file(tiny_onnx, tmp_path / "q.onnx")
+    report = compare(ModelFile.open(tiny_onnx), ModelFile.open(q), None, "")
+    assert 0.0 <= report.greedy_agreement <= 1.0
+    assert report.eval_tokens > 100 and report.eval_source == "fp32 greedy tokens"
+    assert abs(report.nll_change) < 1.0  # a random tiny model barely moves
+
+
+def test_foreign_and_garbage_onnx_files_are_rejected(tmp_path) -> None:
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+    foreign = tmp_path / "foreign.onnx"
+    onnx.save(
+        helper.make_model(graph, ir_version=8, opset_imports=[helper.make_opsetid("", 17)]), foreign
+    )
+    with pytest.raises(UserError, match="without antiphon metadata"):
+        ModelFile.open(foreign)
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\x00\x01not a protobuf at all" * 10)
+    with pytest.raises(UserError, match="not a loadable ONNX model"):
+        ModelFile.open(garbage)
+    with pytest.raises(UserError, match="no such model file"):
+        ModelFile.open(tmp_path / "missing.onnx")
+
+
+def test_metadata_contract_round_trips_and_rejects_other_versions() -> None:
+    from antiphon.export.metadata import Signature, StatePair
+
+    info = ModelInfo(
+        family="transformer",
+        representation="tokens",
+        signature=Signature(
+            {"tokens": ["batch", "seq"]},
+            {"logits": ["batch", "seq", 5]},
+            [StatePair("a", "b", 2, [1])],
+        ),
+        max_context=8,
+        vocab=["A", "B"],
+        grid={"tpq": 8, "pitch_lo": 21, "pitch_hi": 108, "velocities": [64]},
+        tokenizer=None,
+        config={"n_layer": 1},
+        provenance={"steps": 3},
+        verification={},
+    )
+    assert ModelInfo.from_props(info.to_props()) == info
+    props = info.to_props() | {"antiphon.format": "99"}
+    with pytest.raises(UserError, match="not supported"):
+        ModelInfo.from_props(props)
+    with pytest.raises(UserError, match="lacks"):
+        ModelInfo.from_props({"antiphon.format": "1"})

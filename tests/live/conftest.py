@@ -1,0 +1,69 @@
+"""Fixtures for live tests: a JACK server (dummy driver) for real-port tests.
+
+``jack_server`` guarantees a running server for the session: it uses one that is already
+running, or starts ``jackd --no-realtime -d dummy`` and stops only that one afterwards. It
+honours ``JACK_DEFAULT_SERVER`` (a named server keeps parallel sessions apart). Tests skip
+only when the ``jackd`` binary is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+
+import pytest
+
+JACKD_ARGS = ["--no-realtime", "-d", "dummy", "-r", "48000", "-p", "256"]
+START_TIMEOUT = 10.0  # seconds; the dummy driver is up in well under one
+
+
+def jack_running() -> bool:
+    """Whether a JACK server accepts clients (``jack_lsp`` when installed, else an
+    rtmidi client); never starts one."""
+    env = {**os.environ, "JACK_NO_START_SERVER": "1"}
+    if shutil.which("jack_lsp"):
+        done = subprocess.run(["jack_lsp"], env=env, capture_output=True, check=False)
+        return done.returncode == 0
+    from antiphon.live.ports import probe
+
+    return probe("jack") is None
+
+
+@pytest.fixture(scope="session")
+def jack_server() -> Iterator[None]:
+    jackd = shutil.which("jackd")
+    if jackd is None:
+        pytest.skip("jackd is not installed (Debian/Ubuntu: apt install jackd2)")
+    if jack_running():
+        yield
+        return
+    args = [jackd]
+    name = os.environ.get("JACK_DEFAULT_SERVER")
+    if name:
+        args += ["-n", name]
+    # A file, not a pipe: nobody reads jackd's log during the session, and a full pipe
+    # would block the server.
+    with tempfile.TemporaryFile(mode="w+") as log:
+        proc = subprocess.Popen(args + JACKD_ARGS, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + START_TIMEOUT
+            while not jack_running():
+                if proc.poll() is not None:
+                    log.seek(0)
+                    tail = log.read().strip()[-500:]
+                    pytest.fail(f"jackd exited with {proc.returncode}: {tail}")
+                if time.monotonic() > deadline:
+                    pytest.fail(f"jackd did not accept clients within {START_TIMEOUT} s")
+                time.sleep(0.05)
+            yield
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

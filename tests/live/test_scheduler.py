@@ -1,0 +1,320 @@
+from __future__ import annotations
+
+import threading
+
+import pytest
+from antiphon.live.ports import MemoryOutput
+from antiphon.live.scheduler import ScheduledEvent, Scheduler, note_kind
+
+
+class FakeClock:
+    def __init__(self, t: float = 0.0) -> None:
+        self.t = t
+
+    def now(self) -> float:
+        return self.t
+
+    def wait(self, dt: float) -> None:
+        self.t += dt
+
+
+def on(t: float, pitch: int, ch: int = 0, vel: int = 100) -> ScheduledEvent:
+    return ScheduledEvent(t, (0x90 | ch, pitch, vel))
+
+
+def off(t: float, pitch: int, ch: int = 0) -> ScheduledEvent:
+    return ScheduledEvent(t, (0x80 | ch, pitch, 0))
+
+
+def make(**kwargs: object) -> tuple[FakeClock, MemoryOutput, Scheduler]:
+    clock = FakeClock()
+    out = MemoryOutput(now=clock.now)
+    return clock, out, Scheduler(out, clock.now, clock.wait, **kwargs)  # type: ignore[arg-type]
+
+
+def run_to_end(clock: FakeClock, sched: Scheduler) -> None:
+    """Drive the pure step with the fake clock, as the runner would with no overruns."""
+    nxt = sched.pump(clock.t)
+    while nxt is not None:
+        clock.t = max(clock.t, nxt)
+        nxt = sched.pump(clock.t)
+
+
+def balanced(messages: list[list[int]]) -> bool:
+    """Every note-on is ended by one note-off, in order, per (channel, pitch)."""
+    sounding: set[tuple[int, int]] = set()
+    for m in messages:
+        kind, key = note_kind(tuple(m))
+        if kind == "on":
+            if key in sounding:
+                return False
+            sounding.add(key)  # type: ignore[arg-type]
+        elif kind == "off":
+            sounding.discard(key)  # type: ignore[arg-type]
+    return not sounding
+
+
+def test_sends_in_time_order_at_their_times() -> None:
+    clock, out, sched = make()
+    sched.schedule([off(1.0, 60), on(0.5, 62), on(0.0, 60), off(1.5, 62)])
+    run_to_end(clock, sched)
+    assert out.sent == [
+        (0.0, [0x90, 60, 100]),
+        (0.5, [0x90, 62, 100]),
+        (1.0, [0x80, 60, 0]),
+        (1.5, [0x80, 62, 0]),
+    ]
+    assert sched.sounding() == [] and sched.pending() == 0
+
+
+def test_absolute_timeline_does_not_accumulate_drift() -> None:
+    _, _, sched = make()
+    sched.schedule([on(0.5 * i, 60 + i) for i in range(4)])
+    assert sched.pump(0.001) == 0.5
+    # Pumped 20 ms late: the next event stays at its absolute time, not 20 ms later.
+    assert sched.pump(0.52) == 1.0
+    assert sched.pump(1.0) == 1.5
+    assert sched.pump(1.5) is None
+    stats = sched.stats()
+    assert stats["sent"] == 4
+    assert stats["late"] == 1  # only the 20 ms one is beyond the 2 ms tolerance
+    assert stats["max_lateness"] == pytest.approx(0.02)
+
+
+def test_late_tolerance_is_a_parameter() -> None:
+    _, _, sched = make(late_tolerance=0.0)
+    sched.schedule([on(0.0, 60)])
+    sched.pump(0.001)
+    assert sched.stats()["late"] == 1
+
+
+def test_pump_returns_next_due_time_and_none_when_empty() -> None:
+    _, out, sched = make()
+    assert sched.pump(0.0) is None
+    sched.schedule([on(2.0, 60)])
+    assert sched.pump(1.0) == 2.0
+    assert out.sent == []
+
+
+def test_note_off_goes_first_at_equal_times() -> None:
+    clock, out, sched = make()
+    sched.schedule([on(0.0, 60), on(1.0, 60), off(1.0, 60), off(2.0, 60)])
+    run_to_end(clock, sched)
+    assert out.messages() == [[0x90, 60, 100], [0x80, 60, 0], [0x90, 60, 100], [0x80, 60, 0]]
+    assert sched.stats()["retriggered"] == 0
+
+
+def test_velocity_zero_note_on_is_a_note_off() -> None:
+    clock, _, sched = make()
+    sched.schedule([on(0.0, 60), ScheduledEvent(1.0, (0x90, 60, 0))])
+    run_to_end(clock, sched)
+    assert sched.sounding() == []
+
+
+def test_retrigger_ends_the_sounding_note_and_drops_its_note_off() -> None:
+    clock, out, sched = make()
+    # Two overlapping notes on one key: the second restarts it and lasts to its own end.
+    sched.schedule([on(0.0, 60), off(1.0, 60), on(0.5, 60, vel=80), off(2.0, 60)])
+    run_to_end(clock, sched)
+    assert out.sent == [
+        (0.0, [0x90, 60, 100]),
+        (0.5, [0x80, 60, 0]),
+        (0.5, [0x90, 60, 80]),
+        (2.0, [0x80, 60, 0]),
+    ]
+    assert sched.stats()["retriggered"] == 1
+    assert balanced(out.messages())
+
+
+def test_release_all_sends_owed_note_offs_then_pedal_and_all_notes_off() -> None:
+    clock, out, sched = make(channel=0)
+    sched.schedule([on(0.0, 60, ch=3), on(0.0, 64), off(5.0, 60, ch=3), off(5.0, 64)])
+    sched.schedule([on(2.0, 67)])
+    sched.pump(0.1)
+    assert sched.sounding() == [(0, 64), (3, 60)]
+    sent = sched.release_all()
+    assert sent == [
+        (0x80, 64, 0),
+        (0x83, 60, 0),
+        (0xB0, 64, 0),
+        (0xB0, 123, 0),
+        (0xB3, 64, 0),
+        (0xB3, 123, 0),
+    ]
+    assert out.messages()[-6:] == [list(m) for m in sent]
+    assert sched.sounding() == [] and sched.pending() == 0
+    # Idempotent: nothing was played since, so nothing is owed.
+    assert sched.release_all() == []
+    clock.t = 10.0
+    assert sched.pump(clock.t) is None
+    assert balanced(out.messages())
+
+
+def test_release_all_from_another_thread() -> None:
+    _, _, sched = make()
+    sched.schedule([on(0.0, 60), off(1.0, 60)])
+    sched.pump(0.0)
+    result: list[list[tuple[int, ...]]] = []
+    worker = threading.Thread(target=lambda: result.append(sched.release_all()))
+    worker.start()
+    worker.join()
+    assert result[0][0] == (0x80, 60, 0)
+    assert sched.sounding() == []
+
+
+def test_release_all_survives_a_failing_port() -> None:
+    class Broken(MemoryOutput):
+        def _send(self, msg: list[int]) -> None:
+            if msg[0] & 0xF0 == 0xB0:
+                raise OSError("port gone")
+            super()._send(msg)
+
+    clock = FakeClock()
+    out = Broken(now=clock.now)
+    sched = Scheduler(out, clock.now, clock.wait)
+    sched.schedule([on(0.0, 60)])
+    sched.pump(0.0)
+    assert sched.release_all() == [(0x80, 60, 0)]
+    assert sched.stats()["send_errors"] == 2
+    assert sched.sounding() == []
+
+
+def test_cancel_keeps_note_pairs_consistent() -> None:
+    clock, out, sched = make()
+    sched.schedule([on(0.0, 60), off(1.0, 60), on(0.5, 62), off(2.0, 62)])
+    sched.schedule([on(1.5, 64), off(2.5, 64), on(1.6, 60), off(3.0, 60)])
+    sched.pump(0.0)
+    clock.t = 0.6
+    sched.pump(clock.t)
+    assert sched.cancel(after=1.0) == 2
+    # The sounding notes keep their note-offs; the dropped ones lose both halves.
+    assert sched.pending() == 2
+    run_to_end(clock, sched)
+    assert out.messages() == [
+        [0x90, 60, 100],
+        [0x90, 62, 100],
+        [0x80, 60, 0],
+        [0x80, 62, 0],
+    ]
+    assert sched.sounding() == []
+
+
+def test_cancel_with_a_later_note_on_a_sounding_key() -> None:
+    clock, out, sched = make()
+    sched.schedule([on(0.0, 60), off(1.0, 60), on(2.0, 60), off(3.0, 60)])
+    sched.pump(0.0)
+    assert sched.cancel(after=1.5) == 1
+    run_to_end(clock, sched)
+    assert out.messages() == [[0x90, 60, 100], [0x80, 60, 0]]
+
+
+def test_cancel_cut_ends_sounding_notes_now() -> None:
+    clock, out, sched = make()
+    sched.schedule([on(0.0, 60), off(4.0, 60), on(3.0, 62), off(5.0, 62)])
+    sched.pump(0.0)
+    clock.t = 1.0
+    sched.pump(clock.t)
+    assert sched.cancel(after=clock.t, cut=True) == 1
+    assert sched.pending() == 0
+    assert out.sent[-1] == (1.0, [0x80, 60, 0])
+    assert sched.sounding() == []
+
+
+def test_cancel_keeps_controllers() -> None:
+    clock, out, sched = make()
+    sched.schedule([ScheduledEvent(2.0, (0xB0, 64, 0)), on(2.0, 60), off(3.0, 60)])
+    sched.cancel(after=0.0)
+    run_to_end(clock, sched)
+    assert out.messages() == [[0xB0, 64, 0]]
+
+
+def test_late_note_offs_are_always_sent() -> None:
+    _, out, sched = make()
+    sched.schedule([on(0.0, 60), off(1.0, 60)])
+    sched.pump(0.0)
+    sched.pump(5.0)
+    assert out.messages()[-1] == [0x80, 60, 0]
+    assert sched.stats()["late"] == 1 and sched.stats()["skipped"] == 0
+
+
+def test_very_late_note_on_is_skipped_with_its_note_off() -> None:
+    _, out, sched = make(skip_late_notes=0.1)
+    sched.schedule([on(0.0, 60), off(0.3, 60), on(0.45, 62), off(1.0, 62)])
+    sched.pump(0.5)  # a 500 ms stall: the first note is stale, the second is 50 ms late
+    assert sched.stats()["skipped"] == 1
+    sched.pump(1.0)
+    assert out.messages() == [[0x90, 62, 100], [0x80, 62, 0]]
+    assert balanced(out.messages())
+
+
+def test_skipping_can_be_turned_off() -> None:
+    _, out, sched = make(skip_late_notes=None)
+    sched.schedule([on(0.0, 60), off(0.3, 60)])
+    sched.pump(10.0)
+    assert out.messages() == [[0x90, 60, 100], [0x80, 60, 0]]
+    assert sched.stats()["late"] == 2
+
+
+def test_malformed_events_fail_when_scheduled() -> None:
+    _, _, sched = make()
+    with pytest.raises(ValueError):
+        sched.schedule([ScheduledEvent(0.0, (0x90, 200, 1))])
+    assert sched.pending() == 0
+
+
+class SignallingOutput(MemoryOutput):
+    """Sets ``done`` once ``count`` messages have been sent."""
+
+    def __init__(self, now: object, count: int) -> None:
+        super().__init__(now=now)  # type: ignore[arg-type]
+        self.count = count
+        self.done = threading.Event()
+
+    def _send(self, msg: list[int]) -> None:
+        super()._send(msg)
+        if len(self.sent) >= self.count:
+            self.done.set()
+
+
+def test_runner_thread_plays_on_the_injected_clock() -> None:
+    clock = FakeClock()
+    out = SignallingOutput(clock.now, count=4)
+    sched = Scheduler(out, clock.now, clock.wait)
+    sched.schedule([on(0.25, 60), off(0.5, 60), on(0.5, 62), off(0.75, 62)])
+    sched.start()
+    assert out.done.wait(5)
+    sched.stop()
+    assert not sched.running
+    times = [t for t, _ in out.sent[:4]]
+    assert times == sorted(times)
+    assert all(t >= due for t, due in zip(times, [0.25, 0.5, 0.5, 0.75], strict=True))
+    assert sched.error is None
+
+
+def test_runner_wakes_early_for_new_material() -> None:
+    import time
+
+    out = SignallingOutput(time.perf_counter, count=1)
+    sched = Scheduler(out, time.perf_counter, None)
+    sched.start()  # idle: waits on the condition with no timeout
+    sched.schedule([on(time.perf_counter(), 60)])
+    assert out.done.wait(5)
+    sched.stop(release=True)
+    assert out.messages()[0] == [0x90, 60, 100]
+    assert out.messages()[-2:] == [[0xB0, 64, 0], [0xB0, 123, 0]]
+    assert sched.sounding() == []
+
+
+def test_runner_records_an_error_and_stops() -> None:
+    class Failing(MemoryOutput):
+        def _send(self, msg: list[int]) -> None:
+            raise RuntimeError("boom")
+
+    clock = FakeClock()
+    sched = Scheduler(Failing(now=clock.now), clock.now, clock.wait)
+    sched.schedule([on(0.0, 60)])
+    sched.start()
+    assert sched._thread is not None
+    sched._thread.join(5)
+    assert isinstance(sched.error, RuntimeError)
+    assert not sched.running

@@ -1,0 +1,187 @@
+"""Bad input through the real command line: one clear line, non-zero exit, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import mido
+import pytest
+
+
+def antiphon(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "antiphon", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("antiphon: error: ")
+    for needle in needles:
+        assert needle in lines[0]
+
+
+@pytest.fixture(scope="module")
+def empty_mid(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("bad") / "empty.mid"
+    mid = mido.MidiFile()
+    mid.tracks.append(mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=500000)]))
+    mid.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def corrupt_mid(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("bad") / "corrupt.mid"
+    path.write_bytes(b"MThd\x00\x00\x00\x06\x00\x01\x00\x02\x01\xe0MTrk\x00\x00\xff\xff\x90")
+    return path
+
+
+def test_continue_missing_input(tiny_onnx, tmp_path) -> None:
+    assert_one_line_error(
+        antiphon(
+            "continue",
+            str(tmp_path / "nope.mid"),
+            "-o",
+            str(tmp_path / "o.mid"),
+            "--model",
+            str(tiny_onnx),
+        ),
+        "no such file",
+    )
+
+
+def test_continue_empty_midi(tiny_onnx, empty_mid, tmp_path) -> None:
+    assert_one_line_error(
+        antiphon(
+            "continue", str(empty_mid), "-o", str(tmp_path / "o.mid"), "--model", str(tiny_onnx)
+        ),
+        "no notes",
+    )
+
+
+def test_continue_corrupt_midi(tiny_onnx, corrupt_mid, tmp_path) -> None:
+    assert_one_line_error(
+        antiphon(
+            "continue", str(corrupt_mid), "-o", str(tmp_path / "o.mid"), "--model", str(tiny_onnx)
+        ),
+        "corrupt.mid",
+    )
+    assert not (tmp_path / "o.mid").exists()
+
+
+def test_continue_with_a_non_onnx_model(chorale, corrupt_mid, tmp_path) -> None:
+    assert_one_line_error(
+        antiphon(
+            "continue", str(chorale), "-o", str(tmp_path / "o.mid"), "--model", str(corrupt_mid)
+        ),
+        "not a loadable ONNX model",
+    )
+
+
+def test_continue_with_a_foreign_onnx_model(chorale, tmp_path) -> None:
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    g = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "g",
+        [x],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    onnx.save(
+        helper.make_model(g, ir_version=8, opset_imports=[helper.make_opsetid("", 17)]),
+        tmp_path / "foreign.onnx",
+    )
+    assert_one_line_error(
+        antiphon(
+            "continue",
+            str(chorale),
+            "-o",
+            str(tmp_path / "o.mid"),
+            "--model",
+            str(tmp_path / "foreign.onnx"),
+        ),
+        "without antiphon metadata",
+    )
+
+
+def test_continue_with_a_missing_model(chorale, tmp_path) -> None:
+    assert_one_line_error(
+        antiphon(
+            "continue",
+            str(chorale),
+            "-o",
+            str(tmp_path / "o.mid"),
+            "--model",
+            str(tmp_path / "none.onnx"),
+        ),
+        "no such model file",
+    )
+
+
+def test_train_with_an_unknown_data_path(tmp_path) -> None:
+    assert_one_line_error(
+        antiphon(
+            "train",
+            "--data",
+            str(tmp_path / "no-such-corpus"),
+            "--out",
+            str(tmp_path / "run"),
+            "--steps",
+            "1",
+        ),
+        "no-such-corpus",
+    )
+
+
+def test_export_of_something_that_is_not_a_checkpoint(corrupt_mid, tmp_path) -> None:
+    assert_one_line_error(
+        antiphon("export", str(corrupt_mid), "-o", str(tmp_path / "m.onnx")), "checkpoint"
+    )
+    assert_one_line_error(
+        antiphon("export", str(tmp_path / "none.pt"), "-o", str(tmp_path / "m.onnx")),
+        "no such checkpoint",
+    )
+
+
+def test_continue_end_to_end_prints_what_it_made(tiny_onnx, chorale, tmp_path) -> None:
+    proc = antiphon(
+        "continue",
+        str(chorale),
+        "-o",
+        str(tmp_path / "o.mid"),
+        "--model",
+        str(tiny_onnx),
+        "--seconds",
+        "30",
+        "--seed",
+        "1",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "30.0 s of music" in proc.stdout and "ms of compute" in proc.stdout
+    mido.MidiFile(tmp_path / "o.mid")  # valid MIDI
+
+
+def test_live_side_never_imports_torch() -> None:
+    code = (
+        "import sys\n"
+        "import antiphon.live.cli, antiphon.live.continuation, antiphon.live.engine\n"
+        "import antiphon.live.session\n"
+        "import antiphon.live.stepper, antiphon.live.sampling, antiphon.models.tokenizer\n"
+        "from antiphon.models.tokenizer import import_miditok\n"
+        "import_miditok()\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
