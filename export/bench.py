@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from antiphon.export.graphs import graph_for
 from antiphon.export.reload import torch_from_onnx
 from antiphon.live.session import ModelFile

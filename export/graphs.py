@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from antiphon.export.metadata import Signature, StatePair
 from torch import nn
 
 from antiphon.errors import UserError
+from antiphon.export.metadata import Signature, StatePair
 
 
 class TokenKVGraph:

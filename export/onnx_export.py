@@ -9,6 +9,7 @@ from typing import Any
 
 import onnx
 import torch
+
 from antiphon.export.graphs import graph_for
 from antiphon.export.metadata import ModelInfo
 from antiphon.models.registry import family

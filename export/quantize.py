@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
 from antiphon.live.session import ModelFile
 from antiphon.live.stepper import TokenStepper, greedy
 from antiphon.models.dataset import TokenSplit

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import onnx
 import torch
-from antiphon.export.metadata import ModelInfo
-from antiphon.models.registry import family
 from onnx import numpy_helper
 
 from antiphon.errors import UserError
+from antiphon.export.metadata import ModelInfo
+from antiphon.models.registry import family
 
 WRAPPER_PREFIX = "model."
 

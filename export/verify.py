@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from antiphon.live.session import ModelFile
-from antiphon.live.stepper import TokenStepper, greedy
 
 from antiphon.errors import UserError
+from antiphon.live.session import ModelFile
+from antiphon.live.stepper import TokenStepper, greedy
 
 ATOL = 1e-3
 CASES = ((1, 0), (7, 0), (1, 13), (5, 29), (16, 61))  # (sequence length, cache length)

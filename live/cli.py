@@ -152,12 +152,90 @@ def cmd_continue(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.live:
+        from antiphon.live.livebench import format_live, run_live_bench
+
+        live = run_live_bench(args.model, phrases=args.phrases)
+        print(format_live(live))
+        if args.json:
+            Path(args.json).write_text(json.dumps(live.to_dict(), indent=2))
+        return 0
     from antiphon.export.bench import bench, format_table
 
     result = bench(args.model, context=args.context, steps=args.steps, threads=args.threads)
     print(format_table(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result.to_dict(), indent=2))
+    return 0
+
+
+def cmd_ports(args: argparse.Namespace) -> int:
+    from antiphon.live.ports import backend_status, list_ports
+
+    status = backend_status()
+    found = list_ports(args.backend)
+    for backend, reason in status.items():
+        if args.backend and backend != args.backend:
+            continue
+        if backend not in found:
+            print(f"{backend}: unavailable ({reason or 'cannot list ports'})")
+            continue
+        ports = found[backend]
+        print(f"{backend}:")
+        print("  inputs (antiphon can listen to, --input):")
+        for name in ports["inputs"] or ["(none)"]:
+            print(f"    {name}")
+        print("  outputs (antiphon can play into, --output):")
+        for name in ports["outputs"] or ["(none)"]:
+            print(f"    {name}")
+    return 0
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+
+    from antiphon.live.daemon import Daemon, DaemonConfig, parse_cc_map
+    from antiphon.live.policy import PolicyConfig
+
+    logging.basicConfig(level=logging.WARNING, format="antiphon: %(message)s")
+    config = DaemonConfig(
+        model=args.model,
+        name=args.name,
+        backend=args.backend,
+        input=args.input,
+        output=args.output,
+        input_channel=args.input_channel,
+        output_channel=args.output_channel,
+        bpm=args.bpm,
+        clock=args.clock,
+        quantize=args.quantize,
+        policy=PolicyConfig(
+            mode=args.mode,
+            silence=args.silence_ms / 1000.0,
+            min_response=args.min_response,
+            max_response=args.max_response,
+        ),
+        sampling=_sampling(args),
+        shaping=_shaping(args),
+        cc_map=parse_cc_map(args.cc_map),
+        record=args.record,
+        stats=args.stats,
+    )
+    daemon = Daemon(config)
+    stop = daemon.stop_event
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        daemon.start()
+        print(daemon.ready_line, flush=True)
+        daemon.run()
+    finally:
+        daemon.shutdown()
     return 0
 
 
@@ -214,11 +292,41 @@ def build_parser() -> argparse.ArgumentParser:
     _add_shaping(p)
     p.set_defaults(func=cmd_continue)
 
+    p = sub.add_parser("live", help="the daemon: listen on a MIDI port and answer")
+    p.add_argument("--model", default=None, help="ONNX model (default: the bundled one)")
+    p.add_argument("--name", default="antiphon", help="MIDI client name (default antiphon)")
+    p.add_argument(
+        "--backend", default="auto", choices=["auto", "alsa", "jack", "coremidi", "winmm"]
+    )
+    p.add_argument("--input", default=None, help="connect to an existing port (substring)")
+    p.add_argument("--output", default=None, help="play into an existing port (substring)")
+    p.add_argument("--input-channel", type=int, default=None, help="listen to 1-16 (default all)")
+    p.add_argument("--output-channel", type=int, default=1, help="play on 1-16 (default 1)")
+    p.add_argument("--mode", default="respond", choices=["respond", "accompany"])
+    p.add_argument("--silence-ms", type=float, default=500, help="silence that ends a phrase")
+    p.add_argument("--min-response", type=float, default=2.0, help="shortest answer (s)")
+    p.add_argument("--max-response", type=float, default=12.0, help="longest answer (s)")
+    p.add_argument("--bpm", type=float, default=120.0, help="tempo without --clock")
+    p.add_argument("--clock", action="store_true", help="follow incoming MIDI clock")
+    p.add_argument("--quantize", default="1/16", help="with --clock: grid for responses")
+    p.add_argument("--cc-map", default=None, help="e.g. temperature=1,top_p=2,mode=80,panic=81")
+    p.add_argument("--record", default=None, help="write the session to FILE.mid on exit")
+    p.add_argument("--stats", default=None, help="append one JSON line per response to FILE")
+    _add_sampling(p)
+    _add_shaping(p)
+    p.set_defaults(func=cmd_live)
+
+    p = sub.add_parser("ports", help="list MIDI ports for each available backend")
+    p.add_argument("--backend", default=None, choices=["alsa", "jack", "coremidi", "winmm"])
+    p.set_defaults(func=cmd_ports)
+
     p = sub.add_parser("bench", help="latency benchmarks: onnxruntime vs torch eager")
     p.add_argument("--model", default=None, help="ONNX model (default: the bundled one)")
     p.add_argument("--context", type=int, default=256, help="warm cache length (tokens)")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--live", action="store_true", help="measure the daemon over JACK instead")
+    p.add_argument("--phrases", type=int, default=50, help="--live: phrases to play")
     p.add_argument("--json", default=None, help="also write the results as JSON")
     p.set_defaults(func=cmd_bench)
     return parser

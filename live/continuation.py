@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import mido
+
+from antiphon.errors import UserError
 from antiphon.live.engine import Engine
 from antiphon.live.sampling import Sampler, Sampling
 from antiphon.live.session import ModelFile
 from antiphon.live.shaping import NoteEvent, Shaping, shape
 from antiphon.models.codec import Decoded
 from antiphon.models.notes import MidiFileError, NoteStream, read_midi_events
-
-from antiphon.errors import UserError
 
 DEFAULT_SECONDS = 20.0
 

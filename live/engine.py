@@ -12,13 +12,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from antiphon.errors import UserError
 from antiphon.live.sampling import Sampler
 from antiphon.live.session import ModelFile
 from antiphon.live.stepper import State, TokenStepper
 from antiphon.models.codec import Decoded, MidiLikeCodec, MidiLikeDecoder
 from antiphon.models.notes import Grid
-
-from antiphon.errors import UserError
 
 
 @dataclass

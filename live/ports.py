@@ -240,6 +240,14 @@ def _no_virtual_ports(backend: str) -> None:
         )
 
 
+# JACK applies a new connection, and forgets a closed client, a cycle or two later. Messages
+# sent before that are lost, and libjack can crash when a client's notification thread is
+# still busy with one change while the same process unregisters a port (jack2 issues 216,
+# 340), so each change gets this long to settle: a few periods at common buffer sizes.
+JACK_SETTLE_SECONDS = 0.05
+_CONNECT_ATTEMPTS = 3
+
+
 class _RtPort:
     """What rtmidi inputs and outputs share: open a virtual port or connect by pattern,
     notice when a connected peer disappears, connect again."""
@@ -251,6 +259,7 @@ class _RtPort:
         client: str,
         pattern: str | None,
         after_open: Callable[[Any], None],
+        wait: Callable[[float], None],
     ) -> None:
         self.kind = kind
         self.backend = resolve_backend(backend)
@@ -263,6 +272,7 @@ class _RtPort:
         # rtmidi forgets an input's callback when its port closes, so it is re-applied
         # after every open.
         self._after_open = after_open
+        self._wait = wait
         cls = rtmidi.MidiIn if kind == "in" else rtmidi.MidiOut
         try:
             self.midi = cls(_api(self.backend), name=rt_client)
@@ -274,19 +284,36 @@ class _RtPort:
                 self.midi.open_virtual_port(self._local_name)
                 self._after_open(self.midi)
             else:
-                names = self.midi.get_ports()
-                kind_name = "input" if kind == "in" else "output"
-                self._open(find_port(names, pattern, kind_name), names)
+                self._connect(pattern)
         except BaseException as e:
             self.close()  # a failed open must not leave a client behind
             if isinstance(e, rtmidi.RtMidiError):
                 raise UserError(f"cannot open MIDI port {self.name!r}: {e}") from e
             raise
 
-    def _open(self, index: int, names: list[str]) -> None:
-        self.midi.open_port(index, self._local_name)
-        self.peer = names[index]
-        self._after_open(self.midi)
+    def _connect(self, pattern: str) -> None:
+        """Connect to the first port matching ``pattern`` (``UserError`` if none).
+        rtmidi opens by index, so the list is read again afterwards: if it changed in
+        between, the index may have named another port, and the connection is redone."""
+        kind = "input" if self.kind == "in" else "output"
+        for _ in range(_CONNECT_ATTEMPTS):
+            names = self.midi.get_ports()
+            index = find_port(names, pattern, kind)
+            try:
+                self.midi.open_port(index, self._local_name)
+            except self.error:  # the list shrank under us
+                continue
+            if self.midi.get_ports() == names:
+                self.peer = names[index]
+                self._after_open(self.midi)
+                self._settle()
+                return
+            self.midi.close_port()
+        raise UserError(f"MIDI {kind} ports kept changing while connecting to {pattern!r}")
+
+    def _settle(self) -> None:
+        if self.backend == "jack":
+            self._wait(JACK_SETTLE_SECONDS)
 
     def is_connected(self) -> bool:
         if self.pattern is None:
@@ -309,15 +336,13 @@ class _RtPort:
             return True
         assert self.pattern is not None
         try:
-            names = self.midi.get_ports()
-            found = match_ports(names, self.pattern)
-            if not found:
+            if not match_ports(self.midi.get_ports(), self.pattern):
                 return False
             if self.midi.is_port_open():
                 self.midi.close_port()
-            self.peer = None
-            self._open(found[0], names)
-        except self.error as e:
+                self._settle()
+            self._connect(self.pattern)
+        except (self.error, UserError) as e:
             log.warning("reconnecting to %r failed: %s", self.pattern, e)
             return False
         return True
@@ -327,6 +352,7 @@ class _RtPort:
             if not self.midi.is_deleted:
                 self.midi.close_port()
                 self.midi.delete()
+                self._settle()
 
 
 class MidiInput:
@@ -390,7 +416,7 @@ class RtMidiInput(MidiInput):
         now: Callable[[], float] | None = None,
     ) -> None:
         super().__init__(on_message, now)
-        self._port = _RtPort("in", backend, client, port, self._listen)
+        self._port = _RtPort("in", backend, client, port, self._listen, time.sleep)
         self.backend = self._port.backend
         self.port_name = self._port.name
 
@@ -500,7 +526,7 @@ class RtMidiOutput(MidiOutput):
         wait: Callable[[float], None] | None = None,
     ) -> None:
         super().__init__(flush_seconds, wait)
-        self._port = _RtPort("out", backend, client, port, lambda midi: None)
+        self._port = _RtPort("out", backend, client, port, lambda midi: None, self._wait)
         self.backend = self._port.backend
         self.port_name = self._port.name
 

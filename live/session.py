@@ -12,9 +12,9 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-from antiphon.export.metadata import ModelInfo
 
 from antiphon.errors import UserError
+from antiphon.export.metadata import ModelInfo
 
 DEFAULT_MODEL = "default.onnx"
 

@@ -25,9 +25,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from antiphon.live.scheduler import ScheduledEvent
-
 from antiphon.errors import UserError
+from antiphon.live.scheduler import ScheduledEvent
 
 MIN_NOTE_SECONDS = 0.005  # shorter notes are lengthened: an instant note-off may be lost
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from antiphon.export.metadata import Signature
 
 RunFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]

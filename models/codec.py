@@ -14,9 +14,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from antiphon.models.notes import Grid, TickEvents
 
 from antiphon.errors import UserError
+from antiphon.models.notes import Grid, TickEvents
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from antiphon.models.corpus import SPLITS, Corpus
 from antiphon.models.notes import MidiFileError
 from antiphon.models.tokenizer import Tokenizer

@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable, Iterable
 
 import numpy as np
+
 from antiphon.models.dataset import TokenSplit
 
 # log-probabilities (S, V) for a window of S tokens: row i predicts token i+1

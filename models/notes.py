@@ -152,6 +152,12 @@ class NoteStream:
             if self._last.get(note.pitch) is note:
                 del self._last[note.pitch]
 
+    def all_notes_off(self, beat: float, source: Hashable = 0) -> None:
+        """MIDI All Notes Off from ``source``: its held keys go up (the pedal stays)."""
+        for key, note in list(self._held.items()):
+            if key[0] == source:
+                self.note_off(beat, note.pitch, source)
+
     def pedal(self, beat: float, value: int, source: Hashable = 0) -> None:
         down_before = bool(self._pedal_sources)
         if value >= 64:
@@ -188,6 +194,12 @@ class NoteStream:
     def holding(self) -> bool:
         """Whether any key or the pedal is still down."""
         return bool(self._held) or bool(self._pedal_sources)
+
+    def holding_except(self, source: Hashable) -> bool:
+        """Whether any source other than ``source`` holds a key or the pedal."""
+        return any(key[0] != source for key in self._held) or any(
+            s != source for s in self._pedal_sources
+        )
 
     def advance(self, beat: float) -> list[TickEvents]:
         """Close every tick before the one ``beat`` falls on and return their events."""
@@ -226,17 +238,39 @@ class NoteStream:
         ev = TickEvents(tick)
         if self._pedal_due and self._pedal_due[0][0] == tick:
             ev.pedal = self._pedal_due.pop(0)[1]
+        # One pass each (a flood can leave hundreds of notes on one tick).
         ev.offs = sorted(
             (n for n in self._unended if n.end == tick), key=lambda n: (n.start, n.pitch)
         )
+        if ev.offs:
+            self._unended = [n for n in self._unended if n.end != tick]
         for n in ev.offs:
-            self._unended.remove(n)
             if self._last.get(n.pitch) is n:
                 del self._last[n.pitch]
         ev.ons = sorted((n for n in self._unstarted if n.start == tick), key=lambda n: n.pitch)
-        for n in ev.ons:
-            self._unstarted.remove(n)
+        if ev.ons:
+            self._unstarted = [n for n in self._unstarted if n.start != tick]
         return ev
+
+    def copy(self) -> NoteStream:
+        """An independent copy (notes copied once, shared between its own indexes)."""
+        twin = NoteStream.__new__(NoteStream)
+        twin.grid, twin.cursor = self.grid, self.cursor
+        memo: dict[int, Note] = {}
+
+        def c(n: Note) -> Note:
+            if id(n) not in memo:
+                memo[id(n)] = Note(n.start, n.end, n.pitch, n.velocity)
+            return memo[id(n)]
+
+        twin._held = {k: c(n) for k, n in self._held.items()}
+        twin._last = {k: c(n) for k, n in self._last.items()}
+        twin._unstarted = [c(n) for n in self._unstarted]
+        twin._unended = [c(n) for n in self._unended]
+        twin._pedal_sources = set(self._pedal_sources)
+        twin._pedal_start = self._pedal_start
+        twin._pedal_due = list(self._pedal_due)
+        return twin
 
 
 @dataclass

@@ -16,10 +16,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from antiphon.errors import UserError
 from antiphon.models.codec import MidiLikeCodec
 from antiphon.models.notes import Grid, Note, Pedal, Performance, read_performance
-
-from antiphon.errors import UserError
 
 KINDS = {"midilike": "MIDILike", "remi": "REMI", "tsd": "TSD"}
 PIANO = (21, 108)

@@ -21,6 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from antiphon import __version__
+from antiphon.errors import UserError
 from antiphon.models.corpus import resolve_corpus
 from antiphon.models.dataset import (
     TokenizedCorpus,
@@ -32,9 +35,6 @@ from antiphon.models.dataset import (
 from antiphon.models.nll import Bigram, model_nll
 from antiphon.models.registry import family
 from antiphon.models.tokenizer import Tokenizer
-
-from antiphon import __version__
-from antiphon.errors import UserError
 
 CHECKPOINT_FORMAT = "antiphon-checkpoint/1"
 

@@ -113,3 +113,46 @@ def tiny_onnx(tiny_checkpoint: Path) -> Path:
     path, _, graph = export_checkpoint(tiny_checkpoint, out)
     update_metadata(path, verification=verify(graph, ModelFile.open(path)).to_dict())
     return path
+
+
+@pytest.fixture(scope="session")
+def synth_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.synth import write_corpus
+
+    return write_corpus(tmp_path_factory.mktemp("synth") / "corpus")
+
+
+@pytest.fixture(scope="session")
+def trained_run(synth_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A tiny transformer really trained (a few hundred steps) on the synthetic corpus:
+    it plays notes in time, which the live end-to-end tests need."""
+    pytest.importorskip("torch")
+    from antiphon.models.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    cfg = TrainConfig(
+        data=str(synth_corpus),
+        out=str(out),
+        steps=300,
+        batch_size=8,
+        block_size=128,
+        lr=3e-3,
+        warmup=30,
+        eval_every=150,
+        eval_pieces=4,
+        transpose=2,
+        model={"n_layer": 2, "n_embd": 64, "n_head": 2, "dropout": 0.0},
+    )
+    return train(cfg, progress=False)
+
+
+@pytest.fixture(scope="session")
+def trained_onnx(trained_run: dict) -> Path:
+    from antiphon.export.onnx_export import export_checkpoint, update_metadata
+    from antiphon.export.verify import verify
+    from antiphon.live.session import ModelFile
+
+    ckpt = Path(trained_run["checkpoint"])
+    path, _, graph = export_checkpoint(ckpt, ckpt.parent / "tiny-trained.onnx")
+    update_metadata(path, verification=verify(graph, ModelFile.open(path)).to_dict())
+    return path

@@ -1,9 +1,12 @@
 """Fixtures for live tests: a JACK server (dummy driver) for real-port tests.
 
 ``jack_server`` guarantees a running server for the session: it uses one that is already
-running, or starts ``jackd --no-realtime -d dummy`` and stops only that one afterwards. It
-honours ``JACK_DEFAULT_SERVER`` (a named server keeps parallel sessions apart). Tests skip
-only when the ``jackd`` binary is missing.
+running, or starts ``jackd --no-realtime -d dummy`` and stops only that one afterwards.
+Tests skip only when the ``jackd`` binary is missing.
+
+It honours ``JACK_DEFAULT_SERVER``: ``JACK_DEFAULT_SERVER=antiphon-test pytest`` runs on a
+private server (started with ``-n antiphon-test``) that no other session shares. A shared
+server is fragile: a client killed mid-test can leave it slow for everyone.
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@ from __future__ import annotations
 import random
 
 import pytest
-from antiphon.live.clock import FixedClock, MidiClockFollower, parse_quantize
 
 from antiphon.errors import UserError
+from antiphon.live.clock import FixedClock, MidiClockFollower, parse_quantize
 
 
 def tick_times(t0: float, bpm: float, n: int) -> list[float]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mido
 import pytest
+
 from antiphon.live.continuation import ContinueOptions, continue_file
 from antiphon.live.sampling import Sampling
 from antiphon.models.notes import Grid, read_performance

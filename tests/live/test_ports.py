@@ -5,8 +5,11 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+
+from antiphon.errors import UserError
 from antiphon.live import ports
 from antiphon.live.ports import (
     MemoryInput,
@@ -19,8 +22,6 @@ from antiphon.live.ports import (
     native_backends,
     resolve_backend,
 )
-
-from antiphon.errors import UserError
 
 # --- pure helpers -------------------------------------------------------------------
 
@@ -179,13 +180,17 @@ def test_input_stamps_arrival_time_and_survives_callback_errors() -> None:
 
 
 # --- real ports over JACK -------------------------------------------------------------
+#
+# Other test sessions may share the server, so client names are unique, peers connect by
+# name (checking the port list did not move under them) and a link counts as up once a
+# marker message has crossed it: JACK applies a connection a cycle or two late.
 
 _names = itertools.count()
 WAIT = 5.0  # seconds; a safety net for a wedged server, not a latency bound
+MARKER = [0xBF, 0x7F, 0x7F]  # a controller no test sends otherwise
 
 
 def unique(prefix: str) -> str:
-    # Parallel test sessions share the JACK server: keep client names apart.
     return f"{prefix}{os.getpid()}-{next(_names)}"
 
 
@@ -199,132 +204,169 @@ def eventually(predicate: Callable[[], bool]) -> bool:
 
 
 class Collector:
+    """Gathers messages (markers apart) and signals when ``count`` have come."""
+
     def __init__(self, count: int) -> None:
         self.messages: list[list[int]] = []
         self.times: list[float] = []
+        self.markers = 0
         self.count = count
         self.done = threading.Event()
 
     def __call__(self, data: list[int], t: float) -> None:
+        if data == MARKER:
+            self.markers += 1
+            return
         self.messages.append(data)
         self.times.append(t)
         if len(self.messages) >= self.count:
             self.done.set()
 
+    def expect(self, count: int) -> None:
+        self.count = count
+        self.markers = 0
+        self.done.clear()
+
+
+def link_up(send: Callable[[list[int]], None], got: Collector) -> None:
+    assert eventually(lambda: send(MARKER) or got.markers > 0), "link never came up"
+
 
 @pytest.fixture
-def rtmidi(jack_server: None) -> Iterator[object]:
+def rtmidi(jack_server: None) -> Iterator[Any]:
     import rtmidi as module
 
     yield module
 
 
-def open_peer(rtmidi: object, cls: str, client: str, target: str) -> object:
-    """A second JACK client (a keyboard or a synth) connected to ``target``."""
-    peer = getattr(rtmidi, cls)(rtmidi.API_UNIX_JACK, name=client)  # type: ignore[attr-defined]
-    peer.open_port(peer.get_ports().index(target))
-    return peer
+def open_peer(rtmidi: Any, cls: str, client: str, target: str) -> Any:
+    """A second JACK client (a keyboard or a synth) connected to port ``target``."""
+    peer = getattr(rtmidi, cls)(rtmidi.API_UNIX_JACK, name=client)
+    for _ in range(10):
+        names = peer.get_ports()
+        peer.open_port(names.index(target))
+        if peer.get_ports() == names:
+            return peer
+        peer.close_port()
+    raise AssertionError("the JACK port list never held still")
+
+
+def drop(peer: Any) -> None:
+    """Delete a raw rtmidi client and let JACK settle, as ports.py does."""
+    peer.delete()
+    time.sleep(ports.JACK_SETTLE_SECONDS)
+
+
+def on_callback(got: Collector) -> Callable[[tuple[list[int], float], object], None]:
+    return lambda event, _: got(event[0], event[1])
 
 
 SENT = [[0x90, 60, 100], [0xF0, 0x7D, 1, 2, 0xF7], [0xFA], [0xF8], [0xB0, 64, 127], [0x80, 60, 0]]
 
 
 @pytest.mark.jack
-def test_virtual_input_receives_from_another_client(rtmidi: object) -> None:
+def test_virtual_input_receives_from_another_client(rtmidi: Any) -> None:
     got = Collector(len(SENT))
     clock = itertools.count(100)
     inp = ports.RtMidiInput(got, backend="jack", client=unique("ant"), now=lambda: next(clock))
     try:
         assert inp.port_name.endswith(":in")
         player = open_peer(rtmidi, "MidiOut", unique("kbd"), inp.port_name)
+        link_up(player.send_message, got)
         for msg in SENT:
-            player.send_message(msg)  # type: ignore[attr-defined]
+            player.send_message(msg)
         assert got.done.wait(WAIT)
-        player.delete()  # type: ignore[attr-defined]
+        drop(player)
     finally:
         inp.close()
     assert got.messages == SENT  # sysex and MIDI clock get through
-    assert got.times == list(range(100, 100 + len(SENT)))  # stamped by the injected clock
+    # Stamped by the injected clock, one reading per message (markers included).
+    assert got.times == list(range(100 + got.markers, 100 + got.markers + len(SENT)))
 
 
 @pytest.mark.jack
-def test_virtual_output_sends_to_another_client(rtmidi: object) -> None:
+def test_virtual_output_sends_to_another_client(rtmidi: Any) -> None:
     got = Collector(len(SENT))
     out = ports.RtMidiOutput(backend="jack", client=unique("ant"))
-    assert out.port_name.endswith("-out:out")
-    synth = open_peer(rtmidi, "MidiIn", unique("synth"), out.port_name)
-    synth.ignore_types(sysex=False, timing=False)  # type: ignore[attr-defined]
-    synth.set_callback(lambda event, _: got(event[0], event[1]))  # type: ignore[attr-defined]
-    for msg in SENT:
-        out.send(msg)
-    out.close()  # waits for the JACK periods that carry the last messages
+    try:
+        assert out.port_name.endswith("-out:out")
+        synth = open_peer(rtmidi, "MidiIn", unique("synth"), out.port_name)
+        synth.ignore_types(sysex=False, timing=False)
+        synth.set_callback(on_callback(got))
+        link_up(out.send, got)
+        for msg in SENT:
+            out.send(msg)
+    finally:
+        out.close()  # waits for the JACK periods that carry the last messages
     assert got.done.wait(WAIT)
-    synth.delete()  # type: ignore[attr-defined]
+    drop(synth)
     assert got.messages == SENT
 
 
 @pytest.mark.jack
-def test_input_connects_by_pattern_and_reconnects(rtmidi: object) -> None:
+def test_input_connects_by_pattern_and_reconnects(rtmidi: Any) -> None:
     kbd_name = unique("Keys")
-    keyboard = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=kbd_name)  # type: ignore[attr-defined]
+    keyboard = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=kbd_name)
     keyboard.open_virtual_port("out")
     got = Collector(1)
     inp = ports.RtMidiInput(got, backend="jack", client=unique("ant"), port=kbd_name.lower())
     try:
         assert inp.peer == f"{kbd_name}:out"
         assert inp.is_connected()
+        link_up(keyboard.send_message, got)
         keyboard.send_message([0x90, 61, 90])
         assert got.done.wait(WAIT)
 
-        keyboard.delete()  # unplugged
+        drop(keyboard)  # unplugged
         assert eventually(lambda: not inp.is_connected())
         assert inp.peer is None
         assert not inp.reconnect()
 
-        keyboard = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=kbd_name)  # type: ignore[attr-defined]
+        keyboard = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=kbd_name)
         keyboard.open_virtual_port("out")
         assert inp.reconnect()
         assert inp.peer == f"{kbd_name}:out"
-        got.done.clear()
-        got.count = 2
+        got.expect(2)
+        link_up(keyboard.send_message, got)
         keyboard.send_message([0x90, 62, 90])
         assert got.done.wait(WAIT)
         assert got.messages == [[0x90, 61, 90], [0x90, 62, 90]]
     finally:
         inp.close()
-        keyboard.delete()
+        drop(keyboard)
 
 
 @pytest.mark.jack
-def test_output_connects_by_pattern(rtmidi: object) -> None:
+def test_output_connects_by_pattern_and_reconnects(rtmidi: Any) -> None:
     synth_name = unique("Synth")
-    synth = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=synth_name)  # type: ignore[attr-defined]
+    synth = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=synth_name)
     synth.open_virtual_port("in")
     got = Collector(2)
-    synth.set_callback(lambda event, _: got(event[0], event[1]))
+    synth.set_callback(on_callback(got))
     out = ports.RtMidiOutput(backend="jack", client=unique("ant"), port=synth_name)
     try:
         assert out.peer == f"{synth_name}:in"
         assert out.is_connected()
+        link_up(out.send, got)
         out.send([0x90, 72, 64])
         out.send([0x80, 72, 0])
         assert got.done.wait(WAIT)
         assert got.messages == [[0x90, 72, 64], [0x80, 72, 0]]
 
-        synth.delete()  # the synth quits, then comes back
+        drop(synth)  # the synth quits, then comes back
         assert eventually(lambda: not out.is_connected())
-        synth = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=synth_name)  # type: ignore[attr-defined]
+        synth = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=synth_name)
         synth.open_virtual_port("in")
-        got.done.clear()
-        got.count = 3
-        synth.set_callback(lambda event, _: got(event[0], event[1]))
+        got.expect(3)
+        synth.set_callback(on_callback(got))
         assert out.reconnect()
+        link_up(out.send, got)
         out.send([0x90, 74, 64])
         assert got.done.wait(WAIT)
         assert got.messages[-1] == [0x90, 74, 64]
     finally:
         out.close()
-        synth.delete()
+        drop(synth)
 
 
 @pytest.mark.jack

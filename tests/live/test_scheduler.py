@@ -3,6 +3,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+
 from antiphon.live.ports import MemoryOutput
 from antiphon.live.scheduler import ScheduledEvent, Scheduler, note_kind
 

@@ -5,6 +5,8 @@ import json
 import random
 
 import pytest
+
+from antiphon.errors import UserError
 from antiphon.live.ports import MemoryOutput
 from antiphon.live.scheduler import Scheduler, note_kind
 from antiphon.live.shaping import (
@@ -15,8 +17,6 @@ from antiphon.live.shaping import (
     notes_to_events,
     shape,
 )
-
-from antiphon.errors import UserError
 
 
 def max_polyphony(notes: list[NoteEvent]) -> int:

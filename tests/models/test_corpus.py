@@ -12,9 +12,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from antiphon.models.corpus import SPLITS, Corpus, resolve_corpus, split_of
 
 from antiphon.errors import UserError
+from antiphon.models.corpus import SPLITS, Corpus, resolve_corpus, split_of
 
 SMALL = "music21:schoenberg,nottingham-dataset"
 SMALL_FILES = (

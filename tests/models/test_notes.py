@@ -3,6 +3,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+
 from antiphon.models.notes import (
     Grid,
     MidiFileError,
@@ -148,3 +149,17 @@ def test_a_file_without_notes_is_an_error(tmp_path) -> None:
     mid.save(tmp_path / "empty.mid")
     with pytest.raises(MidiFileError, match="no notes"):
         read_performance(tmp_path / "empty.mid", GRID)
+
+
+def test_all_notes_off_releases_only_that_sources_keys() -> None:
+    s = NoteStream(GRID)
+    s.note_on(0, 60, 80, "a")
+    s.note_on(0, 64, 80, "b")
+    s.pedal(0, 127, "a")
+    s.all_notes_off(1, "a")
+    assert s.holding_except("b")  # a's pedal is still down
+    s.pedal(1, 0, "a")
+    assert not s.holding_except("b") and s.holding
+    ticks = s.finish(2)
+    offs = {n.pitch: n.end for t in ticks for n in t.offs}
+    assert offs == {60: 8, 64: 16}

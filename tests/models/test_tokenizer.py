@@ -3,10 +3,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from antiphon.models.notes import read_performance
-from antiphon.models.tokenizer import Tokenizer
 
 from antiphon.errors import UserError
+from antiphon.models.notes import read_performance
+from antiphon.models.tokenizer import Tokenizer
 
 
 @pytest.mark.parametrize("kind", ["midilike", "remi", "tsd"])

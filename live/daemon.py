@@ -1,0 +1,438 @@
+"""``antiphon live``: ports -> context -> policy -> engine -> scheduler -> ports.
+
+Threads, each with one role: rtmidi's callback only enqueues; the input thread reads that
+queue (the player's messages and the echo of everything antiphon sends) and turns it into
+context tokens, phrase decisions and barge-ins; the engine thread (``Performer``) advances
+the model and generates; the scheduler thread sends on time; the main thread waits for a
+signal and watches the ports. Shutdown releases every note, then closes the output only
+after JACK has had time to deliver the final messages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from antiphon.errors import UserError
+from antiphon.live.clock import MidiClockFollower, parse_quantize
+from antiphon.live.context import OWN, StreamingContext
+from antiphon.live.engine import Engine
+from antiphon.live.messages import parse
+from antiphon.live.performer import Control, Cue, Performer, ResponseStats, Tokens
+from antiphon.live.policy import MODES, PhrasePolicy, PolicyConfig
+from antiphon.live.ports import MidiInput, MidiOutput, RtMidiInput, RtMidiOutput
+from antiphon.live.recorder import Recorder
+from antiphon.live.sampling import Sampler, Sampling
+from antiphon.live.scheduler import Scheduler
+from antiphon.live.session import ModelFile
+from antiphon.live.shaping import Shaping
+from antiphon.live.timeline import Timeline
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CC_MAP = {"temperature": 1, "top_p": 2, "mode": 80, "panic": 81}
+SELF = OWN  # source tag of antiphon's own notes in the context
+MAX_GAP_BEATS = 8.0
+ALL_NOTES_OFF = (120, 123)  # All Sound Off, All Notes Off
+
+
+def parse_cc_map(text: str | None) -> dict[str, int]:
+    """``temperature=1,top_p=2,mode=80,panic=81`` (missing names keep their defaults;
+    ``name=off`` disables one)."""
+    mapping = dict(DEFAULT_CC_MAP)
+    if not text:
+        return mapping
+    for item in text.split(","):
+        name, _, value = item.strip().partition("=")
+        if name not in DEFAULT_CC_MAP:
+            raise UserError(
+                f"--cc-map: unknown control {name!r}; choose from {', '.join(DEFAULT_CC_MAP)}"
+            )
+        if value == "off":
+            mapping.pop(name)
+            continue
+        if not value.isdigit() or not 0 <= int(value) <= 127 or int(value) == 64:
+            raise UserError(f"--cc-map: {name} needs a controller number 0-127 (not 64, the pedal)")
+        mapping[name] = int(value)
+    return mapping
+
+
+@dataclass
+class DaemonConfig:
+    model: str | None = None
+    name: str = "antiphon"
+    backend: str = "auto"
+    input: str | None = None
+    output: str | None = None
+    input_channel: int | None = None  # 1-16, None = all
+    output_channel: int = 1  # 1-16
+    bpm: float = 120.0
+    clock: bool = False
+    quantize: str = "1/16"
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    sampling: Sampling = field(default_factory=Sampling)
+    shaping: Shaping = field(default_factory=Shaping)
+    cc_map: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_CC_MAP))
+    record: str | None = None
+    stats: str | None = None
+    threads: int = 1
+
+    def validate(self) -> DaemonConfig:
+        if self.policy.mode not in MODES:
+            raise UserError(f"--mode must be one of {', '.join(MODES)}")
+        for label, ch in (
+            ("--input-channel", self.input_channel),
+            ("--output-channel", self.output_channel),
+        ):
+            if ch is not None and not 1 <= ch <= 16:
+                raise UserError(f"{label} must be 1-16")
+        if self.policy.silence <= 0:
+            raise UserError("--silence-ms must be positive")
+        if not 0 < self.policy.min_response <= self.policy.max_response:
+            raise UserError("need 0 < --min-response <= --max-response")
+        if not self.bpm > 0:
+            raise UserError("--bpm must be positive")
+        self.sampling.validate()
+        return self
+
+
+class EchoOutput(MidiOutput):
+    """Sends to the real port and hands every sent message back to the input thread, so
+    antiphon's own notes enter the context (and the recording) exactly as played."""
+
+    def __init__(self, inner: MidiOutput, echo: Callable[[list[int]], None]) -> None:
+        super().__init__(flush_seconds=0.0)
+        self.inner, self.echo = inner, echo
+        self.port_name = inner.port_name
+
+    def _send(self, msg: list[int]) -> None:
+        self.inner.send(msg)
+        self.echo(msg)
+
+    def _close(self) -> None:
+        self.inner.close()
+
+    def is_connected(self) -> bool:
+        return self.inner.is_connected()
+
+    def reconnect(self) -> bool:
+        return self.inner.reconnect()
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: DaemonConfig,
+        *,
+        now: Callable[[], float] = time.perf_counter,
+        open_input: Callable[..., MidiInput] | None = None,
+        open_output: Callable[..., MidiOutput] | None = None,
+    ) -> None:
+        self.config = config.validate()
+        self.now = now
+        self.stop_event = threading.Event()
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.malformed = 0
+        self._stats_pending: list[ResponseStats] = []
+        self._stats_lock = threading.Lock()
+        self._response_sent = 0  # antiphon note-ons echoed since the last response began
+        self._lost: set[str] = set()
+
+        model = ModelFile.open(config.model, threads=config.threads)
+        self.engine = Engine(model)
+        self.engine.prime([self.engine.codec.bos or 0, 0])  # warm the session up
+        self.quantize = parse_quantize(config.quantize) if config.clock else None
+        self.follower = MidiClockFollower() if config.clock else None
+        self.timeline = Timeline(config.bpm, now(), self.follower)
+        self.context = StreamingContext(self.engine.codec, max_gap_beats=MAX_GAP_BEATS)
+        self.phrase = PhrasePolicy(config.policy)
+        self.recorder = Recorder(config.bpm) if config.record else None
+        self._last_cue = -1e9
+        self._cued_end: float | None = None
+        self._cue_due: Callable[[], None] | None = None
+
+        open_output = open_output or (
+            lambda: RtMidiOutput(backend=config.backend, client=config.name, port=config.output)
+        )
+        open_input = open_input or (
+            lambda on_message: RtMidiInput(
+                on_message, backend=config.backend, client=config.name, port=config.input, now=now
+            )
+        )
+        self.output = EchoOutput(open_output(), self._echo)
+        try:
+            self.input = open_input(self._on_message)
+        except BaseException:
+            self.output.close()
+            raise
+        self.scheduler = Scheduler(self.output, now, channel=config.output_channel - 1)
+        self.performer = Performer(
+            self.engine,
+            self.scheduler,
+            self.timeline,
+            Sampler(config.sampling),
+            config.policy,
+            channel=config.output_channel - 1,
+            shaping=config.shaping,
+            quantize=self.quantize,
+            now=now,
+            on_response=self._on_response,
+        )
+        self.input_thread = threading.Thread(
+            target=self._input_loop, name="antiphon-input", daemon=True
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        # Threads hand the GIL over every 5 ms by default; the scheduler must wake sooner.
+        sys.setswitchinterval(0.0005)
+        self.scheduler.start()
+        self.performer.start()
+        self.input_thread.start()
+
+    @property
+    def ready_line(self) -> str:
+        info = self.engine.model.info
+        return (
+            f"antiphon ready: in={self.input.port_name} out={self.output.port_name} "
+            f"model={self.engine.model.path.name} ({info.family}) mode={self.config.policy.mode}"
+        )
+
+    def run(self, poll: float = 0.2) -> int:
+        """Wait for ``stop_event`` (set by a signal handler), watching ports and threads."""
+        while not self.stop_event.wait(poll):
+            self._watch()
+        return 0
+
+    def shutdown(self) -> None:
+        """Release every note, stop the threads, flush and close the ports, write files."""
+        with contextlib.suppress(Exception):
+            self.input.close()  # no new notes start anything
+        self.performer.stop(block=True)
+        self.scheduler.stop(block=True, release=True)
+        self.queue.put(None)
+        self.input_thread.join(timeout=1.0)
+        self.output.inner.close()  # waits for JACK to deliver the final messages
+        self._flush_stats(final=True)
+        if self.recorder is not None and self.config.record:
+            self.recorder.write(self.config.record, self.now())
+
+    # -- the input side ----------------------------------------------------------------------
+    def _on_message(self, data: list[int], t: float) -> None:  # rtmidi's thread
+        self.queue.put(("in", data, t))
+
+    def _echo(self, data: list[int]) -> None:  # whichever thread sent
+        self.queue.put((SELF, data, self.now()))
+
+    def _input_loop(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            source, data, t = item
+            try:
+                self._handle_input(source, data, t)
+                # Cues are made once the queue is drained: under a flood only the last
+                # one could matter (every later message would void it).
+                if self._cue_due is not None and self.queue.empty():
+                    due, self._cue_due = self._cue_due, None
+                    due()
+            except Exception:  # one bad message must not stop the daemon
+                self.malformed += 1
+                log.exception("input message %r dropped", data)
+
+    def _handle_input(self, source: str, data: list[int], t: float) -> None:
+        if source == "keepalive":
+            self._cue_accompaniment(t, force=True)
+            return
+        msg = parse(data)
+        if msg is None:
+            self.malformed += source != SELF
+            return
+        if msg.kind in ("clock", "start", "continue", "stop"):
+            if self.follower is not None and source != SELF:
+                self.follower.feed(data, t)
+            return
+        if source == SELF:
+            self._own(msg, data, t)
+            return
+        ch = self.config.input_channel
+        if ch is not None and msg.channel != ch - 1:
+            return
+        if msg.kind == "cc" and msg.a in ALL_NOTES_OFF:
+            # Also what recovers keys whose note-offs a flooded transport dropped.
+            tokens = self.context.all_notes_off(self.timeline.beat_at(t), ("in", msg.channel))
+            self.phrase.on_release(t, self.context.holding)
+            self.performer.inbox.put(Tokens(tokens, player=True))
+            self._cue_due = (
+                self._cue_phrase_end if self.performer.policy.mode == "respond" else None
+            )
+            return
+        if msg.kind == "cc" and msg.a != 64:
+            self._controller(msg.a, msg.b, t)
+            return
+        if self.recorder is not None:
+            self.recorder.add("player", t, data)
+        beat = self.timeline.beat_at(t)
+        key = ("in", msg.channel)
+        respond = self.performer.policy.mode == "respond"
+        if msg.kind == "on":
+            self._cued_end = None
+            if respond:
+                self.performer.interrupt(t)  # barge-in: released before anything else
+            tokens = self.context.note_on(beat, msg.a, msg.b, key)
+            self.phrase.on_note_on(t)
+        elif msg.kind == "off":
+            tokens = self.context.note_off(beat, msg.a, key)
+            self.phrase.on_release(t, self.context.holding)
+        else:  # the sustain pedal
+            tokens = self.context.pedal(beat, msg.b, key)
+            if msg.b >= 64:
+                self.phrase.on_hold(t)
+            else:
+                self.phrase.on_release(t, self.context.holding)
+        self.performer.inbox.put(Tokens(tokens, player=True))
+        if respond:
+            self._cue_due = self._cue_phrase_end
+        elif msg.kind == "on":
+            self._cue_due = lambda: self._cue_accompaniment(t)
+
+    def _own(self, msg: Any, data: list[int], t: float) -> None:
+        if self.recorder is not None:
+            self.recorder.add(SELF, t, data)
+        if msg.kind == "on":
+            with self._stats_lock:
+                self._response_sent += 1
+                for s in self._stats_pending:
+                    if s.extra.get("first_note_sent") is None and t >= s.phrase_end - 0.05:
+                        s.extra["first_note_sent"] = t
+        beat = self.timeline.beat_at(t)
+        if msg.kind == "on":
+            tokens = self.context.note_on(beat, msg.a, msg.b, SELF)
+        elif msg.kind == "off":
+            tokens = self.context.note_off(beat, msg.a, SELF)
+        elif msg.kind == "cc" and msg.a == 64:
+            tokens = self.context.pedal(beat, msg.b, SELF)
+        else:
+            return
+        self.performer.inbox.put(Tokens(tokens, player=False))
+
+    def _cue_phrase_end(self) -> None:
+        end = self.phrase.phrase_end()
+        if end is None or self.context.holding or end == self._cued_end:
+            return
+        if self._cued_end is not None:
+            # A stray release moved the phrase end: the earlier plan goes entirely.
+            self.performer.interrupt(end - self.config.policy.silence)
+        self._cued_end = end
+        preview, tick = self.context.preview(self.timeline.beat_of(end))
+        seconds = self.phrase.response_seconds(end)
+        self.performer.inbox.put(Cue(end, seconds, preview, tick, self.performer.epoch))
+
+    def _cue_accompaniment(self, t: float, force: bool = False) -> None:
+        policy = self.performer.policy
+        if not force and t - self._last_cue < policy.replan_interval:
+            return
+        self._last_cue = t
+        step = 1.0 / self.engine.grid.tpq  # close the tick the player just played on
+        preview, tick = self.context.preview(self.timeline.beat_of(t) + step)
+        self.performer.inbox.put(Cue(t, policy.horizon, preview, tick, self.performer.epoch))
+
+    def _controller(self, number: int, value: int, t: float) -> None:
+        names = {cc: name for name, cc in self.config.cc_map.items()}
+        name = names.get(number)
+        if name == "temperature":
+            self.performer.inbox.put(Control("temperature", 0.1 + 1.4 * value / 127))
+        elif name == "top_p":
+            self.performer.inbox.put(Control("top_p", 0.5 + 0.5 * value / 127))
+        elif name == "mode":
+            self.performer.inbox.put(Control("mode", "accompany" if value >= 64 else "respond"))
+        elif name == "panic" and value > 0:
+            self.performer.interrupt(t)
+            self.scheduler.release_all()
+
+    # -- the main thread: ports, threads, stats -------------------------------------------------
+    def _watch(self) -> None:
+        for label, port in (("input", self.input), ("output", self.output)):
+            if port.is_connected():
+                if label in self._lost:
+                    self._lost.discard(label)
+                    log.warning("%s port is back: %s", label, port.port_name)
+                continue
+            if label not in self._lost:
+                self._lost.add(label)
+                log.warning(
+                    "%s port %s disappeared; releasing notes and retrying", label, port.port_name
+                )
+                self.performer.interrupt(self.now())
+                self.scheduler.release_all()
+            port.reconnect()
+        if self.performer.error is not None or (
+            self.performer.thread and not self.performer.thread.is_alive()
+        ):
+            log.error("the engine stopped (%s); notes released", self.performer.error)
+            self.scheduler.release_all()
+            self.stop_event.set()
+        if self.performer.policy.mode == "accompany":
+            self._keep_accompanying()
+        self._flush_stats()
+
+    def _keep_accompanying(self) -> None:
+        """While the player holds notes or played recently, keep a plan ahead of now."""
+        policy = self.performer.policy
+        now = self.now()
+        recent = (
+            self.phrase.last_input is not None and now - self.phrase.last_input < policy.idle_stop
+        )
+        if recent and now - self._last_cue > policy.horizon / 2:
+            # The input thread owns the context: it makes the cue.
+            self.queue.put(("keepalive", [], now))
+
+    def _on_response(self, stats: ResponseStats) -> None:  # engine thread
+        stats.extra["late_before"] = stats.extra.get("late_before", 0)
+        with self._stats_lock:
+            self._stats_pending.append(stats)
+
+    def _flush_stats(self, final: bool = False) -> None:
+        with self._stats_lock:
+            ready = [
+                s
+                for s in self._stats_pending
+                if final
+                or s.cut
+                or s.extra.get("first_note_sent") is not None
+                or s.notes == 0
+                or self.now() - s.phrase_end > 2.0
+            ]
+            self._stats_pending = [s for s in self._stats_pending if s not in ready]
+        if not ready or not self.config.stats:
+            return
+        with Path(self.config.stats).open("a") as f:
+            for s in ready:
+                row = {
+                    "phrase_end": s.phrase_end,
+                    "first_note_planned": s.first_note_time,
+                    "first_note_sent": s.extra.get("first_note_sent"),
+                    "latency_ms": None
+                    if s.extra.get("first_note_sent") is None
+                    else (s.extra["first_note_sent"] - s.phrase_end) * 1e3,
+                    "tokens": s.tokens,
+                    "notes": s.notes,
+                    "generation_ms": s.generation_seconds * 1e3,
+                    "late_events": self.scheduler.late - s.extra.get("late_before", 0),
+                    "cut": s.cut,
+                    "mode": s.extra.get("mode"),
+                }
+                f.write(json.dumps(row) + "\n")
+
+    def describe(self) -> dict:
+        return {"config": asdict(self.config)}

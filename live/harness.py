@@ -1,0 +1,218 @@
+"""A keyboard and a listener on real JACK ports, for ``antiphon bench --live`` and the
+end-to-end tests: start (or reuse) a JACK server with the dummy driver, run the daemon as a
+subprocess, play into ``<name>:in`` from a second client and listen on its output.
+
+Times are ``time.perf_counter`` in this process: when a message was sent, when a callback
+saw a message arrive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from antiphon.errors import UserError
+
+# A short period keeps JACK's own quantization of MIDI (one delivery per period) small
+# next to what is measured: 64 frames at 48 kHz is 1.33 ms.
+PERIOD_FRAMES = 64
+RATE = 48000
+
+
+def jack_running(server: str | None = None) -> bool:
+    env = {**os.environ, "JACK_NO_START_SERVER": "1"}
+    if server:
+        env["JACK_DEFAULT_SERVER"] = server
+    if not shutil.which("jack_lsp"):
+        return False
+    return subprocess.run(["jack_lsp"], env=env, capture_output=True, check=False).returncode == 0
+
+
+@contextlib.contextmanager
+def jack_server(period: int = PERIOD_FRAMES, name: str | None = None) -> Iterator[dict]:
+    """Use a running JACK server, or start ``jackd --no-realtime -d dummy`` for the block."""
+    if jack_running(name):
+        yield {"started": False, "period_ms": None}
+        return
+    jackd = shutil.which("jackd")
+    if jackd is None:
+        raise UserError("jackd is not installed (Debian/Ubuntu: apt install jackd2)")
+    args = [jackd] + (["-n", name] if name else [])
+    args += ["--no-realtime", "-d", "dummy", "-r", str(RATE), "-p", str(period)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not jack_running(name):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise UserError("could not start a JACK server (jackd -d dummy)")
+            time.sleep(0.05)
+        yield {"started": True, "period_ms": 1000.0 * period / RATE}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+class DaemonProcess:
+    """``antiphon live --backend jack`` as a subprocess, ready when it says so."""
+
+    def __init__(
+        self, args: Sequence[str] = (), name: str = "antiphon", timeout: float = 60
+    ) -> None:
+        self.name = name
+        cmd = [sys.executable, "-m", "antiphon", "live", "--backend", "jack", "--name", name, *args]
+        self.t_spawn = time.perf_counter()
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
+        )
+        self.stderr_lines: list[str] = []
+        threading.Thread(target=self._drain_stderr, daemon=True).start()
+        self.ready_line = self._wait_ready(timeout)
+        self.t_ready = time.perf_counter()
+
+    def _drain_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr_lines.append(line.rstrip())
+
+    def _wait_ready(self, timeout: float) -> str:
+        assert self.proc.stdout is not None
+        result: list[str] = []
+        reader = threading.Thread(target=lambda: result.append(self.proc.stdout.readline()))  # type: ignore[union-attr]
+        reader.start()
+        reader.join(timeout)
+        line = result[0] if result else ""
+        if "ready" not in line:
+            self.kill()
+            raise RuntimeError(
+                f"the daemon did not become ready: {line!r} {self.stderr_lines[-5:]}"
+            )
+        return line.strip()
+
+    @property
+    def start_seconds(self) -> float:
+        return self.t_ready - self.t_spawn
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def signal(self, signum: int) -> float:
+        t = time.perf_counter()
+        self.proc.send_signal(signum)
+        return t
+
+    def wait(self, timeout: float = 5) -> int:
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@dataclass
+class Received:
+    t: float
+    data: list[int]
+
+
+@dataclass
+class Player:
+    """A second JACK client: plays into the daemon's input, listens to its output."""
+
+    daemon_name: str = "antiphon"
+    client: str = "antiphon-player"
+    received: list[Received] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        import rtmidi
+
+        self.out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=self.client)
+        self.inp = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=self.client + "-ear")
+        self.inp.ignore_types(sysex=False, timing=False, active_sense=True)
+        self.inp.set_callback(self._heard)
+        self._lock = threading.Lock()
+        self.out.open_port(self._find(self.out.get_ports(), f"{self.daemon_name}:in"))
+        self.inp.open_port(self._find(self.inp.get_ports(), f"{self.daemon_name}-out:out"))
+        time.sleep(0.05)  # JACK applies new connections a cycle or two later
+
+    @staticmethod
+    def _find(names: list[str], wanted: str) -> int:
+        for i, n in enumerate(names):
+            if n.startswith(wanted):
+                return i
+        raise RuntimeError(f"no port {wanted!r} among {names}")
+
+    def _heard(self, event: tuple[list[int], float], data: Any = None) -> None:
+        t = time.perf_counter()
+        with self._lock:
+            self.received.append(Received(t, list(event[0])))
+
+    def send(self, data: Sequence[int]) -> float:
+        t = time.perf_counter()
+        self.out.send_message(list(data))
+        return t
+
+    def note(self, pitch: int, seconds: float, velocity: int = 90, channel: int = 0) -> float:
+        """Press and release a key; returns when the note-off was sent."""
+        self.send([0x90 | channel, pitch, velocity])
+        time.sleep(seconds)
+        return self.send([0x80 | channel, pitch, 0])
+
+    def phrase(self, pitches: Sequence[int], note: float = 0.12, gap: float = 0.03) -> float:
+        last = 0.0
+        for p in pitches:
+            last = self.note(p, note)
+            time.sleep(gap)
+        return last
+
+    def heard(self, after: float = 0.0) -> list[Received]:
+        with self._lock:
+            return [r for r in self.received if r.t >= after]
+
+    def note_ons(self, after: float = 0.0) -> list[Received]:
+        return [r for r in self.heard(after) if r.data[0] & 0xF0 == 0x90 and r.data[2] > 0]
+
+    def wait_for(self, predicate: Any, timeout: float, poll: float = 0.001) -> Received | None:
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            for r in self.heard():
+                if predicate(r):
+                    return r
+            time.sleep(poll)
+        return None
+
+    def hanging(self) -> dict[tuple[int, int], int]:
+        """Notes heard on but never off (by channel and pitch), after All Notes Off too."""
+        down: dict[tuple[int, int], int] = {}
+        for r in self.heard():
+            kind, ch = r.data[0] & 0xF0, r.data[0] & 0x0F
+            if kind == 0x90 and r.data[2] > 0:
+                down[(ch, r.data[1])] = down.get((ch, r.data[1]), 0) + 1
+            elif kind in (0x80, 0x90) and down.get((ch, r.data[1])):
+                down[(ch, r.data[1])] -= 1
+        return {k: v for k, v in down.items() if v}
+
+    def close(self) -> None:
+        for port in (self.out, self.inp):
+            with contextlib.suppress(Exception):
+                port.close_port()
+                port.delete()

@@ -1,0 +1,332 @@
+"""The engine thread: keeps the model in step with the context and plays what it generates.
+
+Everything heard (the player's notes and antiphon's own, echoed back as they are sent)
+arrives here as context tokens and is fed into the committed model state, off the input
+thread. Generation always works on a fork of that state, so a speculative answer that the
+player interrupts is dropped by forgetting the fork.
+
+Respond: when every key is up, the input thread sends a ``Cue`` at the phrase end with
+the tokens the context will hold by then; the fork is primed with them plus the silence and
+generation starts at once — speculatively, while the silence is still running — scheduling
+notes for times at or after the phrase end. If the player plays on, the input thread has
+already cleared the scheduler and bumped ``epoch``; the fork is dropped. Accompany: every
+new cue (the player's notes, or the daemon keeping a plan alive) re-plans a short horizon
+from "now"; notes already sounding keep their note-offs.
+
+A note is scheduled only once its note-off token exists, so nothing scheduled can hang.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from antiphon.live.engine import Engine, Step
+from antiphon.live.policy import MODES, PolicyConfig
+from antiphon.live.sampling import Sampler
+from antiphon.live.scheduler import Scheduler
+from antiphon.live.shaping import NoteEvent, Shaping, notes_to_events, shape
+from antiphon.live.stepper import State
+from antiphon.live.timeline import Timeline
+from antiphon.models.codec import Decoded
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Tokens:
+    tokens: list[int]
+    player: bool
+
+
+@dataclass(frozen=True)
+class Cue:
+    """Play from ``start``: the phrase ends there (respond) or the player just played
+    (accompany). ``preview`` is what the context will hold by then."""
+
+    start: float
+    seconds: float  # how long to play (accompany: the horizon, extended while needed)
+    preview: list[int]  # context tokens up to ``start`` beyond the committed ones
+    preview_tick: int  # tick of the last context token
+    epoch: int
+
+
+@dataclass(frozen=True)
+class Control:
+    name: str
+    value: float | str
+
+
+@dataclass
+class ResponseStats:
+    phrase_end: float
+    tokens: int = 0
+    notes: int = 0
+    generation_seconds: float = 0.0
+    first_note_time: float | None = None
+    cut: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+class Playback:
+    """Turns decoded events of one response into scheduled notes (after shaping)."""
+
+    def __init__(
+        self, start_tick: int, start_time: float, timeline: Timeline, tpq: int, shaping: Shaping
+    ) -> None:
+        self.start_tick, self.start_time = start_tick, start_time
+        self.timeline, self.tpq, self.shaping = timeline, tpq, shaping
+        self.open: dict[int, list[tuple[float, int]]] = {}  # pitch -> (start time, velocity)
+        self.placed: list[NoteEvent] = []  # for the polyphony cap
+
+    def time_of(self, tick: int) -> float:
+        # Times are anchored at the response start so the first note is exactly there.
+        offset = self.timeline.time_of_beat(tick / self.tpq) - self.timeline.time_of_beat(
+            self.start_tick / self.tpq
+        )
+        return self.start_time + offset
+
+    def notes(self, events: list[Decoded]) -> list[NoteEvent]:
+        done: list[NoteEvent] = []
+        for e in events:
+            if e.kind == "on":
+                self.open.setdefault(e.pitch, []).append((self.time_of(e.tick), e.velocity))
+            elif e.kind == "off" and self.open.get(e.pitch):
+                start, vel = self.open[e.pitch].pop(0)
+                done.append(NoteEvent(start, max(self.time_of(e.tick), start), e.pitch, vel))
+        return self._shape(done)
+
+    def close(self, tick: int) -> list[NoteEvent]:
+        """Notes still open when the response ends stop there."""
+        end = self.time_of(tick)
+        done = [
+            NoteEvent(start, max(end, start), pitch, vel)
+            for pitch, opened in self.open.items()
+            for start, vel in opened
+        ]
+        self.open.clear()
+        return self._shape(done)
+
+    def _busiest(self, n: NoteEvent) -> int:
+        """Most placed notes sounding at once during ``n``."""
+        overlapping = [p for p in self.placed if p.start < n.end and n.start < p.end]
+        moments = [n.start] + [p.start for p in overlapping if p.start > n.start]
+        return max(
+            (sum(1 for p in overlapping if p.start <= m < p.end) for m in moments), default=0
+        )
+
+    def _shape(self, notes: list[NoteEvent]) -> list[NoteEvent]:
+        if not notes:
+            return []
+        s = self.shaping
+        per_note = Shaping(s.transpose, s.velocity_scale, s.lowest, s.highest, s.max_note_seconds)
+        out = []
+        for n in shape(notes, per_note):
+            if s.polyphony is not None and self._busiest(n) >= s.polyphony:
+                continue  # notes complete out of order: check its whole span
+            self.placed.append(n)
+            out.append(n)
+        if len(self.placed) > 256:  # only overlaps with recent notes matter
+            self.placed = self.placed[-128:]
+        return out
+
+
+class Performer:
+    def __init__(
+        self,
+        engine: Engine,
+        scheduler: Scheduler,
+        timeline: Timeline,
+        sampler: Sampler,
+        policy: PolicyConfig,
+        *,
+        channel: int = 0,
+        shaping: Shaping | None = None,
+        quantize: float | None = None,
+        now: Callable[[], float] = time.perf_counter,
+        on_response: Callable[[ResponseStats], None] | None = None,
+    ) -> None:
+        self.engine, self.scheduler, self.timeline = engine, scheduler, timeline
+        self.sampler, self.policy = sampler, policy
+        self.channel = channel
+        self.shaping = shaping or Shaping()
+        self.quantize = quantize
+        self.now = now
+        self.on_response = on_response or (lambda stats: None)
+        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.committed: State = engine.empty()
+        self.epoch = 0  # bumped by the input thread whenever what is planned must go
+        self.play_lock = threading.Lock()  # epoch checks and scheduling are atomic together
+        self.responding = False
+        self.stop_event = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+        self.seed = sampler.sampling.seed
+        self.responses = 0
+        bos = engine.codec.bos
+        if bos is not None:
+            self.committed = engine.prime([bos])
+
+    # -- called from other threads --------------------------------------------------------
+    def interrupt(self, t: float) -> bool:
+        """The player started a new phrase: stop at once, release every note. Returns
+        whether something was playing or planned."""
+        with self.play_lock:
+            self.epoch += 1
+            busy = (
+                self.responding or self.scheduler.pending() > 0 or bool(self.scheduler.sounding())
+            )
+            if busy:
+                self.scheduler.release_all()
+            self.responding = False
+        return busy
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, name="antiphon-engine", daemon=True)
+        self.thread.start()
+
+    def stop(self, block: bool = True) -> None:
+        self.stop_event.set()
+        self.inbox.put(None)
+        if block and self.thread is not None:
+            self.thread.join(timeout=2.0)
+
+    # -- the thread ----------------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            while not self.stop_event.is_set():
+                item = self.inbox.get()
+                if item is None:
+                    break
+                if isinstance(item, Tokens):
+                    item = self._merge(item)
+                self._handle(item)
+        except Exception as exc:  # recorded for the daemon, which releases and exits
+            self.error = exc
+            log.exception("engine thread stopped on an error")
+            self.scheduler.release_all()
+
+    def _handle(self, item: object) -> None:
+        if isinstance(item, Tokens):
+            self._commit(item)
+        elif isinstance(item, Cue):
+            if item.epoch == self.epoch:
+                self._play(item)
+        elif isinstance(item, Control):
+            self._control(item)
+
+    def _merge(self, first: Tokens) -> object:
+        """Batch the token chunks already waiting (a flood of input becomes one prefill),
+        dropping cues made stale meanwhile; the first item of another kind is returned."""
+        tokens = list(first.tokens)
+        player = first.player
+        while True:
+            try:
+                nxt = self.inbox.get_nowait()
+            except queue.Empty:
+                return Tokens(tokens, player)
+            if isinstance(nxt, Cue) and nxt.epoch != self.epoch:
+                continue
+            if not isinstance(nxt, Tokens):
+                self._commit(Tokens(tokens, player))
+                return nxt
+            tokens += nxt.tokens
+            player = player or nxt.player
+
+    def _commit(self, item: Tokens) -> None:
+        if item.tokens:
+            self.committed = self.engine.prime(item.tokens, self.committed)
+
+    def _drain(self) -> bool:
+        """Handle what arrived meanwhile; False once the current plan is void."""
+        epoch = self.epoch
+        while True:
+            try:
+                item = self.inbox.get_nowait()
+            except queue.Empty:
+                return epoch == self.epoch and not self.stop_event.is_set()
+            if item is None:
+                return False
+            if isinstance(item, Tokens):
+                self._commit(item)
+            elif isinstance(item, Control):
+                self._control(item)
+            elif isinstance(item, Cue) and item.epoch == self.epoch:
+                self.inbox.put(item)  # a newer cue replaces this plan
+                return False
+
+    def _control(self, item: Control) -> None:
+        s = self.sampler.sampling
+        if item.name == "temperature":
+            s.temperature = float(item.value)
+        elif item.name == "top_p":
+            s.top_p = float(item.value)
+        elif item.name == "mode" and item.value in MODES and item.value != self.policy.mode:
+            self.interrupt(self.now())  # a mode change releases what the old mode played
+            self.policy.mode = str(item.value)
+
+    def _schedule(self, notes: list[NoteEvent], epoch: int, stats: ResponseStats) -> bool:
+        if not notes:
+            return epoch == self.epoch
+        with self.play_lock:
+            if epoch != self.epoch:
+                return False
+            self.scheduler.schedule(notes_to_events(notes, 0.0, self.channel))
+        stats.notes += len(notes)
+        first = min(n.start for n in notes)
+        stats.first_note_time = (
+            first if stats.first_note_time is None else min(stats.first_note_time, first)
+        )
+        return True
+
+    def _steps(self, state: State, start_tick: int, until_tick: int) -> Iterator[Step]:
+        if self.seed is not None:  # a fixed seed answers the same call the same way
+            self.sampler.reseed(self.seed + self.responses)
+        self.responses += 1
+        return self.engine.generate(
+            state, self.sampler, start_tick=start_tick, until_tick=until_tick, note_first=True
+        )
+
+    # -- playing a cue ---------------------------------------------------------------------
+    def _play(self, cue: Cue) -> None:
+        """Fork the committed state, prime it up to the cue, generate and schedule notes as
+        they complete until the cue's length is played or the plan is void."""
+        epoch = cue.epoch
+        tpq = self.engine.grid.tpq
+        start_time = self.timeline.next_grid_time(cue.start, self.quantize)
+        start_tick = max(round(self.timeline.beat_of(start_time) * tpq), cue.preview_tick)
+        shift = self.engine.codec.time_shift(start_tick - cue.preview_tick)
+        t0 = time.perf_counter()
+        fork = self.engine.prime([*cue.preview, *shift], self.committed)
+        length = round(cue.seconds * self.timeline.tempo / 60.0 * tpq)
+        play = Playback(start_tick, start_time, self.timeline, tpq, self.shaping)
+        stats = ResponseStats(
+            phrase_end=cue.start,
+            extra={"mode": self.policy.mode, "late_before": self.scheduler.late},
+        )
+        with self.play_lock:
+            if epoch != self.epoch:
+                return
+            self.responding = True
+            if self.policy.mode == "accompany":
+                # A new plan replaces the old one from here on; notes already sounding
+                # keep their note-offs.
+                self.scheduler.cancel(after=start_time)
+        last_tick = start_tick
+        for step in self._steps(fork, start_tick, start_tick + length):
+            stats.tokens += 1
+            last_tick = step.tick
+            if not self._schedule(play.notes(step.events), epoch, stats) or not self._drain():
+                stats.cut = True
+                break
+        else:
+            self._schedule(play.close(max(last_tick, start_tick + length)), epoch, stats)
+        stats.generation_seconds = time.perf_counter() - t0
+        with self.play_lock:
+            if epoch == self.epoch:
+                self.responding = False
+        self.on_response(stats)

@@ -1,0 +1,143 @@
+"""The engine thread's logic, driven synchronously: a real ONNX model, an in-memory port
+and a fake clock (no threads, no sleeps)."""
+
+from __future__ import annotations
+
+import pytest
+
+from antiphon.live.engine import Engine
+from antiphon.live.performer import Cue, Performer, Tokens
+from antiphon.live.policy import PolicyConfig
+from antiphon.live.ports import MemoryOutput
+from antiphon.live.sampling import Sampler, Sampling
+from antiphon.live.scheduler import Scheduler
+from antiphon.live.session import ModelFile
+from antiphon.live.shaping import Shaping
+from antiphon.live.timeline import Timeline
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def make(model, *, mode="respond", seed=5, shaping=None):
+    clock = FakeClock()
+    out = MemoryOutput(now=clock)
+    sched = Scheduler(out, clock, channel=0, skip_late_notes=None)
+    engine = Engine(ModelFile.open(model))
+    perf = Performer(
+        engine,
+        sched,
+        Timeline(120, origin=clock.t),
+        Sampler(Sampling(seed=seed)),
+        PolicyConfig(mode=mode),
+        shaping=shaping,
+        now=clock,
+    )
+    return perf, sched, out, clock, engine
+
+
+def prompt(engine):
+    """A call: C E G, as the context would have encoded it (tokens up to tick 12)."""
+    from antiphon.live.context import StreamingContext
+
+    ctx = StreamingContext(engine.codec)
+    toks = []
+    for i, p in enumerate((60, 64, 67)):
+        toks += ctx.note_on(i * 0.5, p, 90) + ctx.note_off(i * 0.5 + 0.4, p)
+    toks += ctx.advance(1.5)
+    return toks, ctx.last_tick
+
+
+def play_out(sched, clock, until):
+    while True:
+        nxt = sched.pump(clock.t)
+        if nxt is None or nxt > until:
+            return
+        clock.t = nxt
+
+
+def note_pairs(out):
+    ons, pairs = {}, []
+    for t, m in out.sent:
+        if m[0] & 0xF0 == 0x90 and m[2] > 0:
+            ons.setdefault(m[1], []).append(t)
+        elif m[0] & 0xF0 in (0x80, 0x90) and ons.get(m[1]):
+            pairs.append((ons[m[1]].pop(0), t, m[1]))
+    return pairs, {p: v for p, v in ons.items() if v}
+
+
+def test_an_answer_starts_exactly_at_the_phrase_end_and_lasts_its_length(trained_onnx) -> None:
+    perf, sched, out, clock, engine = make(trained_onnx)
+    toks, tick = prompt(engine)
+    perf.committed = engine.prime(toks, perf.committed)
+    start = clock.t + 2.0  # the phrase end, still ahead: the answer is speculative
+    perf._play(Cue(start, 3.0, [], tick, perf.epoch))
+    assert sched.pending() > 0 and not out.sent  # planned, nothing sent before its time
+    play_out(sched, clock, until=start + 10)
+    pairs, hanging = note_pairs(out)
+    assert pairs and not hanging
+    assert min(on for on, _, _ in pairs) == pytest.approx(start)
+    assert max(off for _, off, _ in pairs) <= start + 3.0 + 0.07  # one tick of slack
+
+
+def test_the_same_seed_answers_the_same_call_the_same_way(trained_onnx) -> None:
+    def run():
+        perf, sched, out, clock, engine = make(trained_onnx, seed=11)
+        toks, tick = prompt(engine)
+        perf.committed = engine.prime(toks, perf.committed)
+        perf._play(Cue(clock.t + 1, 2.0, [], tick, perf.epoch))
+        play_out(sched, clock, until=clock.t + 10)
+        return [(round(t - 1000, 6), m) for t, m in out.sent]
+
+    assert run() == run()
+
+
+def test_a_stale_cue_plays_nothing(trained_onnx) -> None:
+    perf, sched, out, clock, engine = make(trained_onnx)
+    toks, tick = prompt(engine)
+    cue = Cue(clock.t + 1, 2.0, toks, tick, perf.epoch)
+    perf.interrupt(clock.t)  # the player played on before the phrase end
+    perf._handle(cue)
+    assert sched.pending() == 0 and not out.sent
+
+
+def test_interrupt_releases_what_sounds_and_drops_what_is_planned(trained_onnx) -> None:
+    perf, sched, out, clock, engine = make(trained_onnx)
+    toks, tick = prompt(engine)
+    perf._play(Cue(clock.t, 4.0, toks, tick, perf.epoch))
+    play_out(sched, clock, until=clock.t + 1.0)
+    assert perf.interrupt(clock.t)
+    assert sched.pending() == 0 and sched.sounding() == []
+    _, hanging = note_pairs(out)
+    assert not hanging
+    assert out.messages()[-1] == [0xB0, 123, 0]
+
+
+def test_shaping_applies_to_live_answers(trained_onnx) -> None:
+    shaping = Shaping(transpose=24, lowest=84, highest=108, polyphony=1, velocity_scale=0.5)
+    perf, sched, out, clock, engine = make(trained_onnx, shaping=shaping)
+    toks, tick = prompt(engine)
+    perf._play(Cue(clock.t, 4.0, toks, tick, perf.epoch))
+    play_out(sched, clock, until=clock.t + 10)
+    pairs, _ = note_pairs(out)
+    assert pairs and all(84 <= p <= 108 for _, _, p in pairs)
+    assert all(m[2] <= 64 for m in out.messages() if m[0] & 0xF0 == 0x90)
+    for a in pairs:  # never two notes at once
+        assert sum(1 for b in pairs if b[0] <= a[0] < b[1]) == 1
+
+
+def test_tokens_are_batched_into_the_committed_state(trained_onnx) -> None:
+    perf, _sched, _out, _clock, engine = make(trained_onnx)
+    toks, _ = prompt(engine)
+    before = perf.committed.position
+    for t in toks:
+        perf.inbox.put(Tokens([t], player=True))
+    first = perf.inbox.get()
+    perf._handle(perf._merge(first))
+    assert perf.committed.position == before + len(toks)
+    assert perf.inbox.empty()
