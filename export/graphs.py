@@ -2,8 +2,21 @@
 
 A graph adapter declares the signature once; export (``onnx_export``) and verification
 (``verify``) are separate functions driven by that one declaration, as optimum's exporters
-do. Adapters run the torch model on *named numpy inputs*, so the same stepping code
-(``antiphon.live.stepper``) drives torch and onnxruntime in parity checks.
+do. Adapters run the torch model on *named numpy inputs*, so the same code drives torch and
+onnxruntime in parity checks and benchmarks. What every adapter provides:
+
+- ``input_names``, ``output_names``, ``opset``, ``max_context``;
+- ``signature()`` (the ONNX contract's graph signature, state pairs included);
+- ``dynamic_axes()`` and ``wrapper()`` (a flat ``nn.Module`` taking the inputs in order);
+- ``feed(seq, past, batch=1, seed=0)``: realistic inputs for ``seq`` new steps after a
+  state that has seen ``past`` steps (verification runs lengths other than the export
+  dummy; ``antiphon bench`` times ``feed(1, context)``);
+- ``run(feed)``: the torch model on such inputs, outputs by name.
+
+Optional: ``rollout(run, n)`` — a deterministic n-step decode through any ``run`` function
+(torch or onnxruntime), compared for exact equality after export (token families get a
+greedy decode without it); ``export_proto()`` — for graphs that are not one trace (an
+encoder and a decoder step merged into one file).
 """
 
 from __future__ import annotations
@@ -14,7 +27,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from antiphon.errors import UserError
 from antiphon.export.metadata import Signature, StatePair
 
 
@@ -107,10 +119,7 @@ def _positions(batch: int, start: int, length: int) -> np.ndarray:
     return np.broadcast_to(np.arange(start, start + length, dtype=np.int64), (batch, length)).copy()
 
 
-ADAPTERS: dict[str, Any] = {"transformer": TokenKVGraph}
+def graph_for(family_name: str, model: nn.Module) -> Any:
+    from antiphon.models.registry import family, resolve
 
-
-def graph_for(family: str, model: nn.Module) -> Any:
-    if family not in ADAPTERS:
-        raise UserError(f"family {family!r} has no ONNX export adapter")
-    return ADAPTERS[family](model)
+    return resolve(family(family_name).adapter)(model)

@@ -32,15 +32,17 @@ def provenance(ckpt: dict, checkpoint_path: str | Path) -> dict:
 
 
 def model_info(ckpt: dict, graph: Any, prov: dict, verification: dict | None = None) -> ModelInfo:
-    tok = Tokenizer.from_params(ckpt["tokenizer"])
+    # Token families carry their miditok tokenizer (vocabulary and grid come from it);
+    # the others carry just the grid their notes or frames live on.
+    tok = Tokenizer.from_params(ckpt["tokenizer"]) if ckpt.get("tokenizer") else None
     return ModelInfo(
         family=ckpt["family"],
         representation=family(ckpt["family"]).representation,
         signature=graph.signature(),
         max_context=graph.max_context,
-        vocab=tok.vocab,
-        grid=tok.grid.to_dict(),
-        tokenizer=ckpt["tokenizer"],
+        vocab=tok.vocab if tok else [],
+        grid=tok.grid.to_dict() if tok else ckpt["grid"],
+        tokenizer=ckpt.get("tokenizer"),
         config=ckpt["model_config"],
         provenance=prov,
         verification=verification or {},
@@ -49,6 +51,8 @@ def model_info(ckpt: dict, graph: Any, prov: dict, verification: dict | None = N
 
 def export_graph(graph: Any, out: str | Path) -> onnx.ModelProto:
     """Trace the adapter's flat wrapper at a small dummy and write the graph (no metadata)."""
+    if hasattr(graph, "export_proto"):
+        return graph.export_proto()
     dummy = graph.feed(seq=3, past=2)
     args = tuple(torch.from_numpy(dummy[n]) for n in graph.input_names)
     buf = io.BytesIO()

@@ -40,12 +40,21 @@ class QuantReport:
 
 
 def quantize_file(fp32: str | Path, int8: str | Path) -> Path:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    import logging
+    import tempfile
+
+    from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
 
     int8 = Path(int8)
-    quantize_dynamic(
-        str(fp32), str(int8), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"]
-    )
+    logging.getLogger().setLevel(logging.ERROR)  # the quantizer's advice goes to the root logger
+    with tempfile.TemporaryDirectory() as tmp:
+        # Export keeps weights behind Transpose nodes (their names must survive for
+        # export.reload); folding them first is what lets MatMul weights become int8.
+        folded = Path(tmp) / "folded.onnx"
+        quant_pre_process(str(fp32), str(folded), skip_symbolic_shape=True)
+        quantize_dynamic(
+            str(folded), str(int8), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"]
+        )
     return int8
 
 

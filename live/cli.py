@@ -29,6 +29,10 @@ def _add_shaping(p: argparse.ArgumentParser) -> None:
     p.add_argument("--highest", type=int, default=127, help="highest pitch")
     p.add_argument("--max-note", type=float, default=None, help="longest note in seconds")
     p.add_argument("--polyphony", type=int, default=None, help="most notes sounding at once")
+    p.add_argument(
+        "--tempo-scale", type=float, default=1.0, help="play generated notes this much faster"
+    )
+    p.add_argument("--notes", type=int, default=None, help="most notes per continuation/answer")
 
 
 def _shaping(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -41,6 +45,8 @@ def _shaping(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         highest=args.highest,
         max_note_seconds=args.max_note,
         polyphony=args.polyphony,
+        tempo_scale=args.tempo_scale,
+        max_notes=args.notes,
     )
 
 
@@ -145,8 +151,8 @@ def cmd_continue(args: argparse.Namespace) -> int:
     )
     for r in continue_file(args.input, args.output, args.model, opts):
         print(
-            f"{r.path}: +{r.notes} notes, {r.seconds:.1f} s of music from {r.tokens} tokens "
-            f"(prompt {r.prompt_tokens} tokens) in {r.compute_seconds * 1e3:.0f} ms of compute"
+            f"{r.path}: +{r.notes} notes, {r.seconds:.1f} s of music from {r.tokens} model steps "
+            f"in {r.compute_seconds * 1e3:.0f} ms of compute"
         )
     return 0
 
@@ -239,6 +245,36 @@ def cmd_live(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    if args.polyphonic:
+        from antiphon.export.polyeval import evaluate_polyphonic
+
+        if not args.model:
+            raise UserError("--polyphonic needs --model M.onnx (a piano-roll model)")
+        result = evaluate_polyphonic(args.polyphonic, args.split, args.model)
+        print(json.dumps(result, indent=2))
+    elif args.generated or args.reference:
+        from antiphon.models.metrics import compare_dirs
+
+        if not (args.generated and args.reference):
+            raise UserError("--generated and --reference go together")
+        report = compare_dirs(
+            Path(args.generated), Path(args.reference), Path(args.plots) if args.plots else None
+        )
+        print(report.table())
+        result = report.to_dict()
+    elif args.report:
+        from antiphon.export.report import build_report
+
+        result = build_report(args.report, models=args.models, out=Path(args.output))
+        print(Path(args.output).read_text())
+    else:
+        raise UserError("antiphon eval needs --polyphonic, --generated/--reference or --report")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
 # -- parser --------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -248,7 +284,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a model family on a MIDI corpus")
-    p.add_argument("--arch", default="transformer", help="model family (default transformer)")
+    from antiphon.models.registry import FAMILIES
+
+    p.add_argument(
+        "--arch",
+        default="transformer",
+        choices=sorted(FAMILIES),
+        help="model family (default transformer)",
+    )
     p.add_argument(
         "--data",
         default="music21",
@@ -256,12 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="runs/default", help="run folder (checkpoint: OUT/ckpt.pt)")
     p.add_argument("--tokenizer", default="midilike", choices=["midilike", "remi", "tsd"])
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--block-size", type=int, default=512, help="context length in tokens")
+    p.add_argument("--steps", type=int, default=1400)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument(
+        "--block-size", type=int, default=512, help="training window (tokens, frames or notes)"
+    )
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--warmup", type=int, default=200)
-    p.add_argument("--eval-every", type=int, default=250)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--eval-every", type=int, default=200)
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
     p.add_argument(
@@ -319,6 +364,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ports", help="list MIDI ports for each available backend")
     p.add_argument("--backend", default=None, choices=["alsa", "jack", "coremidi", "winmm"])
     p.set_defaults(func=cmd_ports)
+
+    p = sub.add_parser("eval", help="objective metrics, benchmark NLL and the family comparison")
+    p.add_argument("--polyphonic", default=None, help="a benchmark file (JSB, Nottingham, ...)")
+    p.add_argument("--split", default="valid", help="split of --polyphonic (default valid)")
+    p.add_argument("--model", default=None, help="ONNX model to score")
+    p.add_argument("--generated", default=None, help="folder of generated MIDI files")
+    p.add_argument("--reference", default=None, help="folder of reference MIDI files")
+    p.add_argument("--plots", default=None, help="write PNG plots into this folder")
+    p.add_argument("--report", default=None, help="held-out MIDI folder: compare --models")
+    p.add_argument("--models", nargs="*", default=None, help="ONNX files (default: all in runs/)")
+    p.add_argument("--output", default="report.md", help="--report: Markdown table file")
+    p.add_argument("--json", default=None, help="also write the results as JSON")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("bench", help="latency benchmarks: onnxruntime vs torch eager")
     p.add_argument("--model", default=None, help="ONNX model (default: the bundled one)")

@@ -15,12 +15,12 @@ from pathlib import Path
 import mido
 
 from antiphon.errors import UserError
-from antiphon.live.engine import Engine
+from antiphon.live.engine import open_voice
 from antiphon.live.sampling import Sampler, Sampling
 from antiphon.live.session import ModelFile
 from antiphon.live.shaping import NoteEvent, Shaping, shape
 from antiphon.models.codec import Decoded
-from antiphon.models.notes import MidiFileError, NoteStream, read_midi_events
+from antiphon.models.notes import Grid, MidiFileError, NoteStream, TickEvents, read_midi_events
 
 DEFAULT_SECONDS = 20.0
 
@@ -37,8 +37,8 @@ class ContinueOptions:
 @dataclass
 class ContinueResult:
     path: Path
-    prompt_tokens: int
-    tokens: int
+    prompt_ticks: int  # ticks of the prompt that carry events
+    tokens: int  # model steps generated
     notes: int
     seconds: float  # musical length generated
     compute_seconds: float  # generation time (prompt prefill + sampling)
@@ -85,53 +85,51 @@ def continue_file(
     if opts.variations < 1:
         raise UserError("--variations must be at least 1")
     inp, out = Path(inp), Path(out)
-    engine = Engine(ModelFile.open(model))
-    events = read_midi_events(inp)
-    stream = NoteStream(engine.grid)
-    ticks = []
-    for ev in events:
-        ticks.extend(stream.advance(ev.beat))
-        stream.feed(ev)
-    ticks.extend(stream.finish(events[-1].beat if events else 0.0))
-    if not any(t.ons for t in ticks):
-        raise MidiFileError(f"{inp}: the MIDI file holds no notes to continue")
-    bos = [engine.codec.bos] if engine.codec.bos is not None else []
-    prompt = bos + engine.codec.encode_ticks(ticks)
+    voice = open_voice(ModelFile.open(model))
+    ticks = prompt_ticks(inp, voice.grid)
     prompt_end = ticks[-1].tick
     mid = mido.MidiFile(inp, clip=True)
     bpm, meter = file_tempo_and_meter(mid)
-    length = round(length_in_beats(opts, bpm, meter) * engine.grid.tpq)
+    length = round(length_in_beats(opts, bpm, meter) * voice.grid.tpq)
 
     results = []
     for i, path in enumerate(variation_paths(out, opts.variations)):
         seed = None if opts.sampling.seed is None else opts.sampling.seed + i
         sampler = Sampler(Sampling(opts.sampling.temperature, opts.sampling.top_p, seed))
         t0 = time.perf_counter()
-        state = engine.prime(prompt)
-        decoder = engine.codec.decoder(prompt_end)
-        gen = engine.run(
+        state = voice.observe(voice.empty(), ticks)  # the prompt; a long one keeps its end
+        events: list[Decoded] = []
+        steps = 0
+        for step in voice.plan(
             state,
-            sampler,
+            [],
             start_tick=prompt_end,
             until_tick=prompt_end + length,
-            decoder=decoder,
-        )
-        gen.events.extend(decoder.release())
+            sampler=sampler,
+            note_first=False,
+        ):
+            events += step.events
+            steps += step.tokens
         compute = time.perf_counter() - t0
-        notes = events_to_notes(gen.events, prompt_end, engine.grid.tpq, bpm)
-        notes = shape(notes, opts.shaping)
-        write_continuation(mid, notes, path, prompt_end / engine.grid.tpq, bpm)
-        results.append(
-            ContinueResult(
-                path,
-                len(prompt),
-                len(gen.tokens),
-                len(notes),
-                length / engine.grid.tpq * 60 / bpm,
-                compute,
-            )
-        )
+        notes = shape(events_to_notes(events, prompt_end, voice.grid.tpq, bpm), opts.shaping)
+        write_continuation(mid, notes, path, prompt_end / voice.grid.tpq, bpm)
+        seconds = length / voice.grid.tpq * 60 / bpm
+        results.append(ContinueResult(path, len(ticks), steps, len(notes), seconds, compute))
     return results
+
+
+def prompt_ticks(path: Path, grid: Grid) -> list[TickEvents]:
+    """The closed ticks of a MIDI file, as the live context would have heard them."""
+    events = read_midi_events(path)
+    stream = NoteStream(grid)
+    ticks: list[TickEvents] = []
+    for ev in events:
+        ticks.extend(stream.advance(ev.beat))
+        stream.feed(ev)
+    ticks.extend(stream.finish(events[-1].beat if events else 0.0))
+    if not any(t.ons for t in ticks):
+        raise MidiFileError(f"{path}: the MIDI file holds no notes to continue")
+    return ticks
 
 
 def events_to_notes(events: list[Decoded], origin: int, tpq: int, bpm: float) -> list[NoteEvent]:

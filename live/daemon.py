@@ -25,9 +25,9 @@ from typing import Any
 from antiphon.errors import UserError
 from antiphon.live.clock import MidiClockFollower, parse_quantize
 from antiphon.live.context import OWN, StreamingContext
-from antiphon.live.engine import Engine
+from antiphon.live.engine import open_voice
 from antiphon.live.messages import parse
-from antiphon.live.performer import Control, Cue, Performer, ResponseStats, Tokens
+from antiphon.live.performer import Control, Cue, Heard, Performer, ResponseStats
 from antiphon.live.policy import MODES, PhrasePolicy, PolicyConfig
 from antiphon.live.ports import MidiInput, MidiOutput, RtMidiInput, RtMidiOutput
 from antiphon.live.recorder import Recorder
@@ -148,12 +148,12 @@ class Daemon:
         self._lost: set[str] = set()
 
         model = ModelFile.open(config.model, threads=config.threads)
-        self.engine = Engine(model)
-        self.engine.prime([self.engine.codec.bos or 0, 0])  # warm the session up
+        self.voice = open_voice(model, max_gap_beats=MAX_GAP_BEATS)
+        self.voice.empty()  # the first run of a session is slow: not during the first phrase
         self.quantize = parse_quantize(config.quantize) if config.clock else None
         self.follower = MidiClockFollower() if config.clock else None
         self.timeline = Timeline(config.bpm, now(), self.follower)
-        self.context = StreamingContext(self.engine.codec, max_gap_beats=MAX_GAP_BEATS)
+        self.context = StreamingContext(self.voice.grid)
         self.phrase = PhrasePolicy(config.policy)
         self.recorder = Recorder(config.bpm) if config.record else None
         self._last_cue = -1e9
@@ -176,7 +176,7 @@ class Daemon:
             raise
         self.scheduler = Scheduler(self.output, now, channel=config.output_channel - 1)
         self.performer = Performer(
-            self.engine,
+            self.voice,
             self.scheduler,
             self.timeline,
             Sampler(config.sampling),
@@ -201,10 +201,10 @@ class Daemon:
 
     @property
     def ready_line(self) -> str:
-        info = self.engine.model.info
+        model = self.voice.model
         return (
             f"antiphon ready: in={self.input.port_name} out={self.output.port_name} "
-            f"model={self.engine.model.path.name} ({info.family}) mode={self.config.policy.mode}"
+            f"model={model.path.name} ({model.info.family}) mode={self.config.policy.mode}"
         )
 
     def run(self, poll: float = 0.2) -> int:
@@ -270,9 +270,9 @@ class Daemon:
             return
         if msg.kind == "cc" and msg.a in ALL_NOTES_OFF:
             # Also what recovers keys whose note-offs a flooded transport dropped.
-            tokens = self.context.all_notes_off(self.timeline.beat_at(t), ("in", msg.channel))
+            ticks = self.context.all_notes_off(self.timeline.beat_at(t), ("in", msg.channel))
             self.phrase.on_release(t, self.context.holding)
-            self.performer.inbox.put(Tokens(tokens, player=True))
+            self.performer.inbox.put(Heard(ticks, player=True))
             self._cue_due = (
                 self._cue_phrase_end if self.performer.policy.mode == "respond" else None
             )
@@ -289,18 +289,18 @@ class Daemon:
             self._cued_end = None
             if respond:
                 self.performer.interrupt(t)  # barge-in: released before anything else
-            tokens = self.context.note_on(beat, msg.a, msg.b, key)
+            ticks = self.context.note_on(beat, msg.a, msg.b, key)
             self.phrase.on_note_on(t)
         elif msg.kind == "off":
-            tokens = self.context.note_off(beat, msg.a, key)
+            ticks = self.context.note_off(beat, msg.a, key)
             self.phrase.on_release(t, self.context.holding)
         else:  # the sustain pedal
-            tokens = self.context.pedal(beat, msg.b, key)
+            ticks = self.context.pedal(beat, msg.b, key)
             if msg.b >= 64:
                 self.phrase.on_hold(t)
             else:
                 self.phrase.on_release(t, self.context.holding)
-        self.performer.inbox.put(Tokens(tokens, player=True))
+        self.performer.inbox.put(Heard(ticks, player=True))
         if respond:
             self._cue_due = self._cue_phrase_end
         elif msg.kind == "on":
@@ -317,14 +317,14 @@ class Daemon:
                         s.extra["first_note_sent"] = t
         beat = self.timeline.beat_at(t)
         if msg.kind == "on":
-            tokens = self.context.note_on(beat, msg.a, msg.b, SELF)
+            ticks = self.context.note_on(beat, msg.a, msg.b, SELF)
         elif msg.kind == "off":
-            tokens = self.context.note_off(beat, msg.a, SELF)
+            ticks = self.context.note_off(beat, msg.a, SELF)
         elif msg.kind == "cc" and msg.a == 64:
-            tokens = self.context.pedal(beat, msg.b, SELF)
+            ticks = self.context.pedal(beat, msg.b, SELF)
         else:
             return
-        self.performer.inbox.put(Tokens(tokens, player=False))
+        self.performer.inbox.put(Heard(ticks, player=False))
 
     def _cue_phrase_end(self) -> None:
         end = self.phrase.phrase_end()
@@ -334,18 +334,18 @@ class Daemon:
             # A stray release moved the phrase end: the earlier plan goes entirely.
             self.performer.interrupt(end - self.config.policy.silence)
         self._cued_end = end
-        preview, tick = self.context.preview(self.timeline.beat_of(end))
+        preview = self.context.preview(self.timeline.beat_of(end))
         seconds = self.phrase.response_seconds(end)
-        self.performer.inbox.put(Cue(end, seconds, preview, tick, self.performer.epoch))
+        self.performer.inbox.put(Cue(end, seconds, preview, self.performer.epoch))
 
     def _cue_accompaniment(self, t: float, force: bool = False) -> None:
         policy = self.performer.policy
         if not force and t - self._last_cue < policy.replan_interval:
             return
         self._last_cue = t
-        step = 1.0 / self.engine.grid.tpq  # close the tick the player just played on
-        preview, tick = self.context.preview(self.timeline.beat_of(t) + step)
-        self.performer.inbox.put(Cue(t, policy.horizon, preview, tick, self.performer.epoch))
+        step = 1.0 / self.voice.grid.tpq  # close the tick the player just played on
+        preview = self.context.preview(self.timeline.beat_of(t) + step)
+        self.performer.inbox.put(Cue(t, policy.horizon, preview, self.performer.epoch))
 
     def _controller(self, number: int, value: int, t: float) -> None:
         names = {cc: name for name, cc in self.config.cc_map.items()}

@@ -1,15 +1,26 @@
-"""The engine: an ONNX token model, its codec and a sampler, generating timed events.
+"""The engine: a model family's voice — how it hears the context and how it plays.
 
-``Engine.generate`` is a generator so that callers stream: the daemon schedules each note as
-soon as its tokens exist (and can stop mid-response on barge-in), ``antiphon continue``
-simply drains it. Every sampled token is fed back, so the returned state always matches what
-was generated — a response that is cut short is rolled back by keeping an older state.
+Every family meets the daemon and ``antiphon continue`` through one small interface:
+
+- ``empty()``: the state before anything was heard;
+- ``observe(state, ticks)``: the state after hearing more closed ticks (pure: states are
+  values, so a fork or a rollback is just keeping an older one);
+- ``plan(state, ticks, start_tick, until_tick, sampler)``: hear ``ticks`` on a fork, then
+  generate from ``start_tick`` until ``until_tick``, yielding decoded events as they come
+  (a generator, so the daemon schedules notes while later ones are still being sampled and
+  can stop on barge-in). Notes still sounding at ``until_tick`` get their note-offs there.
+
+``open_voice`` picks the voice for a model file by its representation; token models
+(transformer, token RNNs, TCN) share ``TokenVoice`` because their state is just the
+declared state pairs of the graph.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+import importlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -17,89 +28,151 @@ from antiphon.errors import UserError
 from antiphon.live.sampling import Sampler
 from antiphon.live.session import ModelFile
 from antiphon.live.stepper import State, TokenStepper
-from antiphon.models.codec import Decoded, MidiLikeCodec, MidiLikeDecoder
-from antiphon.models.notes import Grid
+from antiphon.models.codec import Decoded, MidiLikeCodec
+from antiphon.models.notes import Grid, TickEvents
 
 
-@dataclass
-class Step:
-    token: int
+MAX_TOKENS_PER_TICK = 64  # no piano plays more on one tick; a model that does is stuck
+
+
+@dataclass(frozen=True)
+class PlanStep:
     events: list[Decoded]
-    state: State  # the model state after feeding ``token``
-    tick: int  # decoder time after ``token``
+    tick: int  # the plan's time after this step
+    tokens: int = 1  # model steps this took (for stats)
 
 
-@dataclass
-class Generation:
-    tokens: list[int] = field(default_factory=list)
-    events: list[Decoded] = field(default_factory=list)
-    state: State | None = None
-    end_tick: int = 0
+class Voice(Protocol):
+    grid: Grid
+    model: ModelFile
+
+    def empty(self) -> Any: ...
+
+    def observe(self, state: Any, ticks: Iterable[TickEvents]) -> Any: ...
+
+    def plan(
+        self,
+        state: Any,
+        ticks: Iterable[TickEvents],
+        *,
+        start_tick: int,
+        until_tick: int,
+        sampler: Sampler,
+        note_first: bool = True,
+    ) -> Iterator[PlanStep]: ...
 
 
-class Engine:
-    def __init__(self, model: ModelFile) -> None:
+# The voice of a representation; a family whose registry entry names its own voice uses that.
+VOICES = {"tokens": "antiphon.live.engine:TokenVoice"}
+
+
+def open_voice(model: ModelFile, **options: Any) -> Voice:
+    from antiphon.models.registry import FAMILIES  # plain data: no torch
+
+    fam = FAMILIES.get(model.info.family)
+    spec = (fam.voice if fam is not None else None) or VOICES.get(model.info.representation)
+    if spec is None:
+        raise UserError(
+            f"{model.path}: family {model.info.family!r} ({model.info.representation}) is not "
+            "supported by this version of antiphon"
+        )
+    module, name = spec.split(":")
+    return getattr(importlib.import_module(module), name)(model, **options)
+
+
+@dataclass(frozen=True)
+class TokenState:
+    model: State
+    last_tick: int = 0  # time of the last token written: time shifts are measured from it
+
+
+class TokenVoice:
+    """Miditok MIDILike tokens in, next-token logits out, any declared state (KV cache,
+    recurrent state, convolution buffers)."""
+
+    def __init__(self, model: ModelFile, *, max_gap_beats: float | None = None) -> None:
         info = model.info
-        if info.representation != "tokens":
-            raise UserError(
-                f"{model.path}: representation {info.representation!r} is not supported"
-            )
         self.model = model
         self.grid = Grid.from_dict(info.grid)
         self.codec = MidiLikeCodec(info.vocab, self.grid)
         self.stepper = TokenStepper(model.run, info.signature, info.max_context)
-        self.max_context = info.max_context
+        # A long pause is musically one long pause: the daemon caps the time shift it
+        # writes (an offline file is encoded as it is) so idle minutes do not fill the window.
+        self.max_gap = None if max_gap_beats is None else round(max_gap_beats * self.grid.tpq)
         self._starts_note = np.zeros(self.codec.size, dtype=bool)
         self._starts_note[list(self.codec.note_on.values())] = True
         if self.codec.pedal_on is not None:
             self._starts_note[self.codec.pedal_on] = True
+        self._shifts = self.codec.kind_of == 4
 
     @property
     def family(self) -> str:
         return self.model.info.family
 
-    def empty(self) -> State:
-        return self.stepper.empty()
+    def empty(self) -> TokenState:
+        bos = self.codec.bos
+        return TokenState(self.stepper.feed(self.stepper.empty(), [bos] if bos is not None else []))
 
-    def prime(self, tokens: Sequence[int], state: State | None = None) -> State:
-        return self.stepper.feed(state or self.stepper.empty(), list(tokens))
+    def encode(self, last_tick: int, ticks: Iterable[TickEvents]) -> tuple[list[int], int]:
+        out: list[int] = []
+        for ev in ticks:
+            out += self.codec.encode_tick(ev, self._previous(last_tick, ev.tick))
+            last_tick = ev.tick
+        return out, last_tick
 
-    def generate(
+    def _previous(self, last_tick: int, tick: int) -> int:
+        if self.max_gap is not None and tick - last_tick > self.max_gap:
+            return tick - self.max_gap
+        return last_tick
+
+    def observe(self, state: TokenState, ticks: Iterable[TickEvents]) -> TokenState:
+        tokens, last = self.encode(state.last_tick, ticks)
+        return TokenState(self.stepper.feed(state.model, tokens), last) if tokens else state
+
+    def prime(self, tokens: list[int], state: State | None = None) -> State:
+        return self.stepper.feed(state or self.stepper.empty(), tokens)
+
+    def plan(
         self,
-        state: State,
-        sampler: Sampler,
+        state: TokenState,
+        ticks: Iterable[TickEvents],
         *,
         start_tick: int,
         until_tick: int,
-        max_tokens: int = 100_000,
-        note_first: bool = False,
-        decoder: MidiLikeDecoder | None = None,
-    ) -> Iterator[Step]:
-        """Sample tokens until the decoded time reaches ``until_tick``.
+        sampler: Sampler,
+        note_first: bool = True,
+    ) -> Iterator[PlanStep]:
+        tokens, last = self.encode(state.last_tick, ticks)
+        start = max(start_tick, last)
+        if start > last:
+            tokens += self.codec.time_shift(start - self._previous(last, start))
+        model = self.stepper.feed(state.model, tokens)
+        return self._generate(model, sampler, start, until_tick, note_first)
 
-        ``note_first`` forbids time shifts and note-offs before the first note, so a response
-        starts at once instead of after a silence the model might choose.
-        """
+    def _generate(
+        self, state: State, sampler: Sampler, start: int, until: int, note_first: bool
+    ) -> Iterator[PlanStep]:
+        """Sample until the decoded time reaches ``until``. ``note_first`` forbids time
+        shifts and note-offs before the first note, so an answer starts at once instead of
+        after a silence the model might choose."""
         if state.last_logits is None:
-            raise ValueError("prime the engine with at least one token before generating")
-        dec = decoder or self.codec.decoder(start_tick)
+            raise ValueError("a token voice needs at least one token of context")
+        dec = self.codec.decoder(start)
         started = not note_first
-        for _ in range(max_tokens):
-            if dec.tick >= until_tick and not dec.expects_velocity:
-                return
+        stuck = 0  # tokens since time last moved
+        while dec.tick < until or dec.expects_velocity:
             allowed = dec.allowed()
-            if not started:
-                allowed = allowed & self._starts_note if not dec.expects_velocity else allowed
+            if not started and not dec.expects_velocity:
+                allowed = allowed & self._starts_note
+            elif stuck >= MAX_TOKENS_PER_TICK and not dec.expects_velocity:
+                # A model that never moves time on (an untrained one can, greedily) would
+                # never reach ``until``: make it.
+                allowed = allowed & self._shifts
             token = sampler(state.last_logits, allowed)
+            tick = dec.tick
             events = dec.step(token)
+            stuck = 0 if dec.tick != tick else stuck + 1
             started = started or any(e.kind == "on" for e in events)
             state = self.stepper.feed(state, [token])
-            yield Step(token, events, state, dec.tick)
-
-    def run(self, state: State, sampler: Sampler, **kwargs) -> Generation:  # type: ignore[no-untyped-def]
-        gen = Generation(state=state, end_tick=kwargs.get("start_tick", 0))
-        for step in self.generate(state, sampler, **kwargs):
-            gen.tokens.append(step.token)
-            gen.events.extend(step.events)
-            gen.state, gen.end_tick = step.state, step.tick
-        return gen
+            yield PlanStep(events, dec.tick)
+        yield PlanStep(dec.release(), dec.tick, tokens=0)

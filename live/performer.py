@@ -23,23 +23,25 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from antiphon.live.engine import Engine, Step
+from antiphon.live.engine import PlanStep, Voice
 from antiphon.live.policy import MODES, PolicyConfig
 from antiphon.live.sampling import Sampler
 from antiphon.live.scheduler import Scheduler
 from antiphon.live.shaping import NoteEvent, Shaping, notes_to_events, shape
-from antiphon.live.stepper import State
 from antiphon.live.timeline import Timeline
 from antiphon.models.codec import Decoded
+from antiphon.models.notes import TickEvents
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Tokens:
-    tokens: list[int]
+class Heard:
+    """Closed ticks of the context (the player's notes and antiphon's own)."""
+
+    ticks: list[TickEvents]
     player: bool
 
 
@@ -50,8 +52,7 @@ class Cue:
 
     start: float
     seconds: float  # how long to play (accompany: the horizon, extended while needed)
-    preview: list[int]  # context tokens up to ``start`` beyond the committed ones
-    preview_tick: int  # tick of the last context token
+    preview: list[TickEvents]  # what the context will have closed by ``start``
     epoch: int
 
 
@@ -73,42 +74,35 @@ class ResponseStats:
 
 
 class Playback:
-    """Turns decoded events of one response into scheduled notes (after shaping)."""
+    """Turns decoded events of one answer into shaped notes, in seconds from its start."""
 
     def __init__(
         self, start_tick: int, start_time: float, timeline: Timeline, tpq: int, shaping: Shaping
     ) -> None:
         self.start_tick, self.start_time = start_tick, start_time
         self.timeline, self.tpq, self.shaping = timeline, tpq, shaping
-        self.open: dict[int, list[tuple[float, int]]] = {}  # pitch -> (start time, velocity)
-        self.placed: list[NoteEvent] = []  # for the polyphony cap
+        self.open: dict[int, list[tuple[float, int]]] = {}  # pitch -> (start, velocity)
+        self.placed: list[NoteEvent] = []  # recent notes, for the polyphony cap
+        self.count = 0
 
-    def time_of(self, tick: int) -> float:
-        # Times are anchored at the response start so the first note is exactly there.
-        offset = self.timeline.time_of_beat(tick / self.tpq) - self.timeline.time_of_beat(
-            self.start_tick / self.tpq
-        )
-        return self.start_time + offset
+    @property
+    def full(self) -> bool:
+        """The answer has played as many notes as it may (``--notes``)."""
+        return self.shaping.max_notes is not None and self.count >= self.shaping.max_notes
+
+    def offset(self, tick: int) -> float:
+        # Anchored at the answer's start, so its first note is exactly there.
+        base = self.timeline.time_of_beat(self.start_tick / self.tpq)
+        return self.timeline.time_of_beat(tick / self.tpq) - base
 
     def notes(self, events: list[Decoded]) -> list[NoteEvent]:
         done: list[NoteEvent] = []
         for e in events:
             if e.kind == "on":
-                self.open.setdefault(e.pitch, []).append((self.time_of(e.tick), e.velocity))
+                self.open.setdefault(e.pitch, []).append((self.offset(e.tick), e.velocity))
             elif e.kind == "off" and self.open.get(e.pitch):
                 start, vel = self.open[e.pitch].pop(0)
-                done.append(NoteEvent(start, max(self.time_of(e.tick), start), e.pitch, vel))
-        return self._shape(done)
-
-    def close(self, tick: int) -> list[NoteEvent]:
-        """Notes still open when the response ends stop there."""
-        end = self.time_of(tick)
-        done = [
-            NoteEvent(start, max(end, start), pitch, vel)
-            for pitch, opened in self.open.items()
-            for start, vel in opened
-        ]
-        self.open.clear()
+                done.append(NoteEvent(start, max(self.offset(e.tick), start), e.pitch, vel))
         return self._shape(done)
 
     def _busiest(self, n: NoteEvent) -> int:
@@ -120,15 +114,18 @@ class Playback:
         )
 
     def _shape(self, notes: list[NoteEvent]) -> list[NoteEvent]:
+        """Shaping note by note (notes complete out of order, so polyphony and the note
+        count are kept here across calls rather than by ``shape`` on one batch)."""
         if not notes:
             return []
         s = self.shaping
-        per_note = Shaping(s.transpose, s.velocity_scale, s.lowest, s.highest, s.max_note_seconds)
+        per_note = replace(s, polyphony=None, max_notes=None)
         out = []
         for n in shape(notes, per_note):
-            if s.polyphony is not None and self._busiest(n) >= s.polyphony:
-                continue  # notes complete out of order: check its whole span
+            if self.full or (s.polyphony is not None and self._busiest(n) >= s.polyphony):
+                continue
             self.placed.append(n)
+            self.count += 1
             out.append(n)
         if len(self.placed) > 256:  # only overlaps with recent notes matter
             self.placed = self.placed[-128:]
@@ -138,7 +135,7 @@ class Playback:
 class Performer:
     def __init__(
         self,
-        engine: Engine,
+        voice: Voice,
         scheduler: Scheduler,
         timeline: Timeline,
         sampler: Sampler,
@@ -150,7 +147,7 @@ class Performer:
         now: Callable[[], float] = time.perf_counter,
         on_response: Callable[[ResponseStats], None] | None = None,
     ) -> None:
-        self.engine, self.scheduler, self.timeline = engine, scheduler, timeline
+        self.voice, self.scheduler, self.timeline = voice, scheduler, timeline
         self.sampler, self.policy = sampler, policy
         self.channel = channel
         self.shaping = shaping or Shaping()
@@ -158,7 +155,7 @@ class Performer:
         self.now = now
         self.on_response = on_response or (lambda stats: None)
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
-        self.committed: State = engine.empty()
+        self.committed = voice.empty()
         self.epoch = 0  # bumped by the input thread whenever what is planned must go
         self.play_lock = threading.Lock()  # epoch checks and scheduling are atomic together
         self.responding = False
@@ -167,9 +164,6 @@ class Performer:
         self.error: BaseException | None = None
         self.seed = sampler.sampling.seed
         self.responses = 0
-        bos = engine.codec.bos
-        if bos is not None:
-            self.committed = engine.prime([bos])
 
     # -- called from other threads --------------------------------------------------------
     def interrupt(self, t: float) -> bool:
@@ -202,7 +196,7 @@ class Performer:
                 item = self.inbox.get()
                 if item is None:
                     break
-                if isinstance(item, Tokens):
+                if isinstance(item, Heard):
                     item = self._merge(item)
                 self._handle(item)
         except Exception as exc:  # recorded for the daemon, which releases and exits
@@ -211,7 +205,7 @@ class Performer:
             self.scheduler.release_all()
 
     def _handle(self, item: object) -> None:
-        if isinstance(item, Tokens):
+        if isinstance(item, Heard):
             self._commit(item)
         elif isinstance(item, Cue):
             if item.epoch == self.epoch:
@@ -219,27 +213,27 @@ class Performer:
         elif isinstance(item, Control):
             self._control(item)
 
-    def _merge(self, first: Tokens) -> object:
-        """Batch the token chunks already waiting (a flood of input becomes one prefill),
+    def _merge(self, first: Heard) -> object:
+        """Batch what was heard meanwhile (a flood of input becomes one model update),
         dropping cues made stale meanwhile; the first item of another kind is returned."""
-        tokens = list(first.tokens)
+        ticks = list(first.ticks)
         player = first.player
         while True:
             try:
                 nxt = self.inbox.get_nowait()
             except queue.Empty:
-                return Tokens(tokens, player)
+                return Heard(ticks, player)
             if isinstance(nxt, Cue) and nxt.epoch != self.epoch:
                 continue
-            if not isinstance(nxt, Tokens):
-                self._commit(Tokens(tokens, player))
+            if not isinstance(nxt, Heard):
+                self._commit(Heard(ticks, player))
                 return nxt
-            tokens += nxt.tokens
+            ticks += nxt.ticks
             player = player or nxt.player
 
-    def _commit(self, item: Tokens) -> None:
-        if item.tokens:
-            self.committed = self.engine.prime(item.tokens, self.committed)
+    def _commit(self, item: Heard) -> None:
+        if item.ticks:
+            self.committed = self.voice.observe(self.committed, item.ticks)
 
     def _drain(self) -> bool:
         """Handle what arrived meanwhile; False once the current plan is void."""
@@ -251,7 +245,7 @@ class Performer:
                 return epoch == self.epoch and not self.stop_event.is_set()
             if item is None:
                 return False
-            if isinstance(item, Tokens):
+            if isinstance(item, Heard):
                 self._commit(item)
             elif isinstance(item, Control):
                 self._control(item)
@@ -269,45 +263,49 @@ class Performer:
             self.interrupt(self.now())  # a mode change releases what the old mode played
             self.policy.mode = str(item.value)
 
-    def _schedule(self, notes: list[NoteEvent], epoch: int, stats: ResponseStats) -> bool:
+    def _schedule(
+        self, notes: list[NoteEvent], start_time: float, epoch: int, stats: ResponseStats
+    ) -> bool:
         if not notes:
             return epoch == self.epoch
         with self.play_lock:
             if epoch != self.epoch:
                 return False
-            self.scheduler.schedule(notes_to_events(notes, 0.0, self.channel))
+            self.scheduler.schedule(notes_to_events(notes, start_time, self.channel))
         stats.notes += len(notes)
-        first = min(n.start for n in notes)
+        first = start_time + min(n.start for n in notes)
         stats.first_note_time = (
             first if stats.first_note_time is None else min(stats.first_note_time, first)
         )
         return True
 
-    def _steps(self, state: State, start_tick: int, until_tick: int) -> Iterator[Step]:
+    def _steps(self, cue: Cue, start_tick: int, until_tick: int) -> Iterator[PlanStep]:
         if self.seed is not None:  # a fixed seed answers the same call the same way
             self.sampler.reseed(self.seed + self.responses)
         self.responses += 1
-        return self.engine.generate(
-            state, self.sampler, start_tick=start_tick, until_tick=until_tick, note_first=True
+        return self.voice.plan(
+            self.committed,
+            cue.preview,
+            start_tick=start_tick,
+            until_tick=until_tick,
+            sampler=self.sampler,
         )
 
     # -- playing a cue ---------------------------------------------------------------------
     def _play(self, cue: Cue) -> None:
-        """Fork the committed state, prime it up to the cue, generate and schedule notes as
-        they complete until the cue's length is played or the plan is void."""
+        """Fork the committed state, let it hear the cue's preview, generate and schedule
+        notes as they complete until the cue's length is played or the plan is void."""
         epoch = cue.epoch
-        tpq = self.engine.grid.tpq
+        tpq = self.voice.grid.tpq
         start_time = self.timeline.next_grid_time(cue.start, self.quantize)
-        start_tick = max(round(self.timeline.beat_of(start_time) * tpq), cue.preview_tick)
-        shift = self.engine.codec.time_shift(start_tick - cue.preview_tick)
-        t0 = time.perf_counter()
-        fork = self.engine.prime([*cue.preview, *shift], self.committed)
+        start_tick = round(self.timeline.beat_of(start_time) * tpq)
         length = round(cue.seconds * self.timeline.tempo / 60.0 * tpq)
         play = Playback(start_tick, start_time, self.timeline, tpq, self.shaping)
         stats = ResponseStats(
             phrase_end=cue.start,
             extra={"mode": self.policy.mode, "late_before": self.scheduler.late},
         )
+        t0 = time.perf_counter()
         with self.play_lock:
             if epoch != self.epoch:
                 return
@@ -316,15 +314,14 @@ class Performer:
                 # A new plan replaces the old one from here on; notes already sounding
                 # keep their note-offs.
                 self.scheduler.cancel(after=start_time)
-        last_tick = start_tick
-        for step in self._steps(fork, start_tick, start_tick + length):
-            stats.tokens += 1
-            last_tick = step.tick
-            if not self._schedule(play.notes(step.events), epoch, stats) or not self._drain():
+        for step in self._steps(cue, start_tick, start_tick + length):
+            stats.tokens += step.tokens
+            notes = play.notes(step.events)
+            if not self._schedule(notes, start_time, epoch, stats) or not self._drain():
                 stats.cut = True
                 break
-        else:
-            self._schedule(play.close(max(last_tick, start_tick + length)), epoch, stats)
+            if play.full:
+                break
         stats.generation_seconds = time.perf_counter() - t0
         with self.play_lock:
             if epoch == self.epoch:

@@ -32,22 +32,18 @@ class Sampler:
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, logits: np.ndarray, allowed: np.ndarray | None = None) -> int:
-        logits = logits.astype(np.float64, copy=True)
+        # Runs once per generated token on the daemon's hot path: a few vector ops over the
+        # vocabulary, no per-call allocations beyond them, one uniform draw.
+        logits = np.asarray(logits, dtype=np.float64)
         if allowed is not None:
-            logits[~allowed] = -np.inf
+            logits = np.where(allowed, logits, -np.inf)
         t = self.sampling.temperature
         if t <= 0:
             return int(np.argmax(logits))
-        logits /= t
-        logits -= logits.max()
-        probs = np.exp(logits)
-        probs /= probs.sum()
-        if self.sampling.top_p < 1.0:
-            order = np.argsort(-probs)
-            cum = np.cumsum(probs[order])
-            # keep the smallest set whose mass reaches top_p (always at least one token)
-            keep = order[: int(np.searchsorted(cum, self.sampling.top_p)) + 1]
-            mask = np.zeros_like(probs)
-            mask[keep] = probs[keep]
-            probs = mask / mask.sum()
-        return int(self.rng.choice(len(probs), p=probs))
+        probs = np.exp((logits - logits.max()) / t)
+        order = np.argsort(-probs)
+        cum = np.cumsum(probs[order])
+        # the smallest set whose mass reaches top_p (always at least one token)
+        keep = int(np.searchsorted(cum, self.sampling.top_p * cum[-1])) + 1
+        r = self.rng.random() * cum[keep - 1]
+        return int(order[min(int(np.searchsorted(cum[:keep], r, side="right")), keep - 1)])

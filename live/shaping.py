@@ -47,6 +47,8 @@ class Shaping:
     highest: int = 127
     max_note_seconds: float | None = None
     polyphony: int | None = None
+    tempo_scale: float = 1.0  # > 1 plays the generated notes faster (times are divided by it)
+    max_notes: int | None = None  # stop after this many notes
 
     def __post_init__(self) -> None:
         if not 0 <= self.lowest <= self.highest <= 127:
@@ -59,6 +61,10 @@ class Shaping:
             raise UserError(f"max note length must be positive, got {self.max_note_seconds}")
         if self.polyphony is not None and self.polyphony < 1:
             raise UserError(f"polyphony must be at least 1, got {self.polyphony}")
+        if not self.tempo_scale > 0:
+            raise UserError(f"tempo scale must be positive, got {self.tempo_scale}")
+        if self.max_notes is not None and self.max_notes < 1:
+            raise UserError(f"number of notes must be at least 1, got {self.max_notes}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,9 +87,13 @@ def fold_pitch(pitch: int, lowest: int, highest: int) -> int:
 
 
 def shape(notes: Iterable[NoteEvent], s: Shaping) -> list[NoteEvent]:
-    """Shaped notes sorted by (start, pitch); see the module docstring."""
+    """Shaped notes sorted by (start, pitch); see the module docstring. Times are relative
+    to the start of what is being shaped (a continuation, an answer): tempo scaling
+    stretches them about that start."""
     shaped = []
     for n in notes:
+        if s.tempo_scale != 1.0:
+            n = replace(n, start=n.start / s.tempo_scale, end=n.end / s.tempo_scale)
         end = max(n.end, n.start + MIN_NOTE_SECONDS)
         if s.max_note_seconds is not None:
             end = min(end, n.start + max(s.max_note_seconds, MIN_NOTE_SECONDS))
@@ -98,7 +108,8 @@ def shape(notes: Iterable[NoteEvent], s: Shaping) -> list[NoteEvent]:
     shaped = _resolve_same_pitch(shaped)
     if s.polyphony is not None:
         shaped = _cap_polyphony(shaped, s.polyphony)
-    return sorted(shaped, key=lambda n: (n.start, n.pitch))
+    shaped.sort(key=lambda n: (n.start, n.pitch))
+    return shaped[: s.max_notes] if s.max_notes is not None else shaped
 
 
 def _resolve_same_pitch(notes: list[NoteEvent]) -> list[NoteEvent]:

@@ -48,7 +48,8 @@ class TokenStepper:
             return state
         if len(tokens) > self.max_context:
             # Only the most recent part of a long prompt fits; earlier tokens cannot matter.
-            state, tokens = self.empty_like(state), tokens[-self.max_context :]
+            skipped = len(tokens) - self.max_context
+            state, tokens = self.empty_at(state.position + skipped), tokens[skipped:]
         state = self.slide(state, room=len(tokens))
         feed = dict(state.arrays)
         feed["tokens"] = np.asarray([tokens], dtype=np.int64)
@@ -65,17 +66,21 @@ class TokenStepper:
             last_logits=out["logits"][0, -1],
         )
 
-    def empty_like(self, state: State) -> State:
-        e = self.empty()
-        return State(position=state.position, arrays=e.arrays)
+    def empty_at(self, position: int) -> State:
+        return State(position=position, arrays=self.empty().arrays)
 
     def slide(self, state: State, room: int) -> State:
-        """Drop the oldest cached tokens so that ``room`` more fit in the window."""
+        """Drop the oldest cached tokens so that ``room`` more fit in the window.
+
+        A slide copies the whole cache, so it drops an eighth of the window at once rather
+        than one token per step: the copy happens once per ``max_context // 8`` steps and
+        the model always keeps at least 7/8 of its window."""
         if not self.grows:
             return state
         excess = state.length + room - self.max_context
         if excess <= 0:
             return state
+        excess = min(state.length, max(excess, self.max_context // 8))
         arrays = dict(state.arrays)
         for p in self.grows:
             index = [slice(None)] * arrays[p.input].ndim

@@ -27,6 +27,7 @@ import io
 import json
 import os
 import signal
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -254,6 +255,7 @@ def _build(
                     unit="file",
                     desc="music21 -> MIDI",
                     disable=not progress,
+                    mininterval=0.5 if sys.stderr.isatty() else 30.0,
                 )
             )
             handles: dict[str, IO[str]] = {}

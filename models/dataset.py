@@ -25,6 +25,13 @@ from antiphon.models.tokenizer import Tokenizer
 PITCH_PREFIXES = ("NoteOn_", "NoteOff_", "Pitch_")
 
 
+def progress_interval() -> float:
+    """Seconds between progress-bar refreshes: live on a terminal, sparse in a log file."""
+    import sys
+
+    return 0.5 if sys.stderr.isatty() else 30.0
+
+
 def cache_root() -> Path:
     """Where corpora and token arrays are cached (``ANTIPHON_CACHE`` overrides)."""
     env = os.environ.get("ANTIPHON_CACHE")
@@ -140,7 +147,13 @@ def _run(
 ) -> list[list[int] | None]:
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=f"tokenizing {label}", unit="file", disable=not progress)
+    bar = tqdm(
+        total=total,
+        desc=f"tokenizing {label}",
+        unit="file",
+        disable=not progress,
+        mininterval=progress_interval(),
+    )
     out: list[list[int] | None] = []
     if workers <= 1 or total < 16:
         for job in jobs:

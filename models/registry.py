@@ -1,9 +1,12 @@
-"""The model families antiphon knows, by name.
+"""The model families antiphon knows, by name — the one place a family is registered.
 
-A family is registered once here; training, export, verification, ``continue`` and the
-daemon find it by the name stored in its checkpoint and ONNX metadata, and the shared tests
-are parametrized over this registry (a registered family without coverage fails a test).
-Entries name their modules as strings so that listing families never imports torch.
+An entry names (as "module:attribute" strings, so listing families never imports torch):
+the torch module with its config dataclass and ``nn.Module``; the export adapter that turns
+it into one ONNX graph (``export.graphs``); the voice that plays it live and in
+``antiphon continue`` (``live.engine``); and, for families that do not learn from token
+windows, their own trainer. Training, export, verification, ``continue`` and the daemon find
+a family by the name stored in its checkpoint and ONNX metadata, and the shared tests are
+parametrized over this registry (a registered family without a tiny test config fails).
 """
 
 from __future__ import annotations
@@ -18,34 +21,111 @@ from antiphon.errors import UserError
 @dataclass(frozen=True)
 class Family:
     name: str
-    module: str  # torch module holding the config dataclass and the nn.Module
-    config: str  # config dataclass name in ``module``
-    model: str  # nn.Module class name in ``module``
-    representation: str  # "tokens": miditok ids in, next-token logits out
-    state: str  # "kv" (attention cache) | "recurrent" | "none"
+    model: str  # "module:Class" of the nn.Module; its config dataclass is ``config``
+    config: str  # "module:Class" of the config dataclass
+    adapter: str  # "module:Class" of the ONNX graph adapter (export.graphs)
+    representation: str  # "tokens" (miditok ids) | "frames" (piano roll) | "notes"
     summary: str
+    voice: str | None = None  # "module:Class" (live.engine); None: by representation
+    trainer: str | None = None  # "module:function"; None: token-window training
 
     def load(self) -> tuple[type, type]:
-        mod = importlib.import_module(self.module)
-        return getattr(mod, self.config), getattr(mod, self.model)
+        return resolve(self.config), resolve(self.model)
 
     def build(self, config: dict | None = None, **overrides: Any) -> Any:
         cfg_cls, model_cls = self.load()
-        cfg = cfg_cls.from_dict({**(config or {}), **overrides})
-        return model_cls(cfg)
+        return model_cls(cfg_cls.from_dict({**(config or {}), **overrides}))
+
+
+def resolve(spec: str) -> Any:
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _token_family(
+    name: str, module: str, model: str, config: str, summary: str, **kw: Any
+) -> Family:
+    return Family(
+        name=name,
+        model=f"antiphon.models.{module}:{model}",
+        config=f"antiphon.models.{module}:{config}",
+        adapter=kw.pop("adapter"),
+        representation="tokens",
+        summary=summary,
+        **kw,
+    )
 
 
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in [
+        _token_family(
+            "transformer",
+            "transformer",
+            "Transformer",
+            "TransformerConfig",
+            "GPT-style decoder over miditok tokens with a KV cache (the default)",
+            adapter="antiphon.export.graphs:TokenKVGraph",
+        ),
+        *[
+            Family(
+                name=f"pianoroll-{cell}",
+                model=f"antiphon.models.pianoroll:PianoRoll{cell.upper()}",
+                config="antiphon.models.pianoroll:PianoRollConfig",
+                adapter="antiphon.export.frames_graph:PianoRollGraph",
+                representation="frames",
+                summary=f"many-to-one 88-key piano-roll {cell.upper()}, 2x256, next frame "
+                "by per-key sigmoids or a NADE head (chords as chords)",
+                voice="antiphon.live.frames_voice:FrameVoice",
+                trainer="antiphon.models.frames_train:train_frames",
+            )
+            for cell in ("gru", "lstm")
+        ],
+        *[
+            _token_family(
+                f"token-{cell}",
+                "rnn",
+                "TokenRNN",
+                config,
+                f"{label} over miditok tokens, 2x256; the recurrent state (O(1) per event, "
+                "never slid) carries everything heard",
+                adapter="antiphon.export.recurrent_graphs:TokenRNNGraph",
+            )
+            for cell, config, label in (
+                ("rnn", "PlainRNNConfig", "tanh RNN"),
+                ("gru", "GRUConfig", "GRU"),
+                ("lstm", "LSTMConfig", "LSTM"),
+            )
+        ],
+        _token_family(
+            "tcn",
+            "tcn",
+            "TCN",
+            "TCNConfig",
+            "dilated causal convolutions over miditok tokens (TCN/WaveNet), receptive field "
+            "511, incremental: a step updates per-layer buffers",
+            adapter="antiphon.export.recurrent_graphs:TCNGraph",
+        ),
         Family(
-            name="transformer",
-            module="antiphon.models.transformer",
-            config="TransformerConfig",
-            model="Transformer",
-            representation="tokens",
-            state="kv",
-            summary="GPT-style decoder over miditok tokens with a KV cache (the default)",
+            name="note-rnn",
+            model="antiphon.models.noternn:NoteRNN",
+            config="antiphon.models.noternn:NoteRNNConfig",
+            adapter="antiphon.export.notes_graph:NoteRNNGraph",
+            representation="notes",
+            summary="the TensorFlow tutorial's note LSTM (128): notes as (pitch, step, duration) "
+            "in beats, heads for pitch logits, step and duration; answers with a melody",
+            voice="antiphon.live.notes_voice:NoteVoice",
+            trainer="antiphon.models.notes_train:train_notes",
+        ),
+        _token_family(
+            "seq2seq",
+            "seq2seq",
+            "Seq2Seq",
+            "Seq2SeqConfig",
+            "encoder-decoder over miditok tokens: a bidirectional LSTM (2 layers) reads the "
+            "context, an LSTM decoder with attention continues it; one encoding per answer",
+            adapter="antiphon.export.seq2seq_graph:Seq2SeqGraph",
+            voice="antiphon.live.seq2seq_voice:Seq2SeqVoice",
         ),
     ]
 }

@@ -26,7 +26,7 @@ class TransformerConfig:
     block_size: int = 512  # longest context trained on; the daemon's window
     n_layer: int = 4
     n_head: int = 4
-    n_embd: int = 256
+    n_embd: int = 192
     dropout: float = 0.1
     rope_base: float = 10000.0
 
@@ -44,15 +44,28 @@ class TransformerConfig:
 
 
 def rope_tables(positions: torch.Tensor, head_dim: int, base: float) -> tuple[torch.Tensor, ...]:
-    """cos/sin for positions (B, S) -> (B, 1, S, head_dim/2) each."""
+    """cos/sin for positions (B, S) -> (B, 1, S, head_dim) each, pairs of dims sharing a
+    frequency (the interleaved RoPE layout)."""
     inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
     angles = positions.to(torch.float32).unsqueeze(-1) * inv_freq  # (B, S, hd/2)
-    return angles.cos().unsqueeze(1), angles.sin().unsqueeze(1)
+    angles = angles.repeat_interleave(2, dim=-1).unsqueeze(1)  # (B, 1, S, hd)
+    return angles.cos(), angles.sin()
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x[..., 0::2], x[..., 1::2]  # (B, nh, S, hd/2)
-    return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+def rotation(head_dim: int) -> torch.Tensor:
+    """R with (x @ R) = (-x1, x0, -x3, x2, ...): RoPE's rotation as one matmul, which keeps
+    the exported graph small (slicing and re-interleaving cost a dozen nodes per layer)."""
+    r = torch.zeros(head_dim, head_dim)
+    for i in range(0, head_dim, 2):
+        r[i + 1, i] = -1.0
+        r[i, i + 1] = 1.0
+    return r
+
+
+def apply_rope(
+    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, rot: torch.Tensor
+) -> torch.Tensor:
+    return x * cos + (x @ rot) * sin
 
 
 class Attention(nn.Module):
@@ -66,17 +79,15 @@ class Attention(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        mask: torch.Tensor | None,
         past_k: torch.Tensor | None,
         past_v: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         B, S, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)
-        q = q.view(B, S, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, S, hd)
-        k = k.view(B, S, self.n_head, self.head_dim).transpose(1, 2)
-        v = v.view(B, S, self.n_head, self.head_dim).transpose(1, 2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        qkv = self.qkv(x).view(B, S, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
+        qk = apply_rope(qkv[:2], *rope)  # q and k at once: (2, B, nh, S, hd)
+        q, k, v = qk[0], qk[1], qkv[2]
         if past_k is None or past_v is None:
             y = F.scaled_dot_product_attention(
                 q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
@@ -84,11 +95,11 @@ class Attention(nn.Module):
         else:
             k = torch.cat([past_k, k], dim=2)  # (B, nh, P+S, hd)
             v = torch.cat([past_v, v], dim=2)
-            # Query i sits at cache position P+i and may see keys 0..P+i.
-            P = k.shape[2] - S
-            q_idx = torch.arange(S, device=x.device).unsqueeze(1) + P
-            k_idx = torch.arange(k.shape[2], device=x.device).unsqueeze(0)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=k_idx <= q_idx)
+            # Written out rather than SDPA: its export recomputes the scale from shapes
+            # and checks for NaN rows in every layer, doubling a decode step's node count.
+            # Axes are spelled out: the exporter lost a transpose(-2, -1) here.
+            att = (q @ k.transpose(2, 3)) * (1.0 / math.sqrt(self.head_dim)) + mask
+            y = att.softmax(dim=3) @ v  # (B, nh, S, hd)
         y = y.transpose(1, 2).reshape(B, S, C)
         return self.proj(y), k, v
 
@@ -106,8 +117,8 @@ class Block(nn.Module):
             nn.Dropout(config.dropout),
         )
 
-    def forward(self, x, cos, sin, past_k=None, past_v=None):  # type: ignore[no-untyped-def]
-        a, k, v = self.attn(self.ln1(x), cos, sin, past_k, past_v)
+    def forward(self, x, rope, mask, past_k=None, past_v=None):  # type: ignore[no-untyped-def]
+        a, k, v = self.attn(self.ln1(x), rope, mask, past_k, past_v)
         x = x + a
         x = x + self.mlp(self.ln2(x))
         return x, k, v
@@ -123,6 +134,8 @@ class Transformer(nn.Module):
         self.ln_f = nn.LayerNorm(config.n_embd)
         self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.head.weight = self.wte.weight  # weight tying
+        # Not part of the state dict: derived from the config, identical everywhere.
+        self.register_buffer("rot", rotation(config.head_dim), persistent=False)
         self.apply(self._init)
         for name, p in self.named_parameters():
             if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
@@ -146,11 +159,21 @@ class Transformer(nn.Module):
         if positions is None:
             positions = torch.arange(S, device=tokens.device).unsqueeze(0).expand(B, S)
         cos, sin = rope_tables(positions, self.config.head_dim, self.config.rope_base)
+        rope = (cos, sin, self.rot)
+        mask = None
+        if past is not None:
+            # Query i sits at cache position P+i and may see keys 0..P+i (once for all layers).
+            P = past[0][0].shape[2]
+            q_idx = torch.arange(S, device=tokens.device).unsqueeze(1) + P
+            visible = torch.arange(P + S, device=tokens.device).unsqueeze(0) <= q_idx  # (S, P+S)
+            mask = torch.zeros(visible.shape, device=tokens.device).masked_fill(
+                ~visible, float("-inf")
+            )
         x = self.drop(self.wte(tokens))  # (B, S, C)
         present = []
         for i, block in enumerate(self.blocks):
             pk, pv = past[i] if past is not None else (None, None)
-            x, k, v = block(x, cos, sin, pk, pv)
+            x, k, v = block(x, rope, mask, pk, pv)
             present.append((k, v))
         logits = self.head(self.ln_f(x))  # (B, S, V)
         return logits, present

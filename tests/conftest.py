@@ -9,6 +9,8 @@ from pathlib import Path
 import mido
 import pytest
 
+from tests.live.conftest import jack_server  # noqa: F401  (a session fixture for every folder)
+
 DATA = Path(__file__).parent / "data"
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

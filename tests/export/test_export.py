@@ -120,3 +120,12 @@ def test_metadata_contract_round_trips_and_rejects_other_versions() -> None:
         ModelInfo.from_props(props)
     with pytest.raises(UserError, match="lacks"):
         ModelInfo.from_props({"antiphon.format": "1"})
+
+
+def test_int8_weights_really_are_int8(tiny_onnx, tmp_path) -> None:
+    from antiphon.export.quantize import quantize_file
+
+    q = onnx.load(quantize_file(tiny_onnx, tmp_path / "q8.onnx"))
+    ops = {n.op_type for n in q.graph.node}
+    assert "MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops
+    assert any(i.data_type == onnx.TensorProto.INT8 for i in q.graph.initializer)

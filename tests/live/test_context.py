@@ -14,26 +14,30 @@ def tokenizer() -> Tokenizer:
     return Tokenizer.create()
 
 
-def stream_file(ctx: StreamingContext, path) -> list[int]:
-    """Play a file's events into the context one at a time, as the input thread does."""
+def stream_file(codec, path) -> list[int]:
+    """Play a file's events into the context one at a time, as the input thread does, and
+    encode each batch of closed ticks as it comes (as the engine thread does)."""
+    ctx = StreamingContext(codec.grid)
     tokens: list[int] = []
-    last = 0.0
+    last_tick, last = 0, 0.0
     for ev in read_midi_events(path):
         if ev.kind == "on":
-            tokens += ctx.note_on(ev.beat, ev.value, ev.velocity, ev.source)
+            ticks = ctx.note_on(ev.beat, ev.value, ev.velocity, ev.source)
         elif ev.kind == "off":
-            tokens += ctx.note_off(ev.beat, ev.value, ev.source)
+            ticks = ctx.note_off(ev.beat, ev.value, ev.source)
         else:
-            tokens += ctx.pedal(ev.beat, ev.value, ev.source)
+            ticks = ctx.pedal(ev.beat, ev.value, ev.source)
+        tokens += codec.encode_ticks(ticks, last_tick)
+        last_tick = ticks[-1].tick if ticks else last_tick
         last = ev.beat
-    return tokens + ctx.finish(last)
+    return tokens + codec.encode_ticks(ctx.finish(last), last_tick)
 
 
 @pytest.mark.parametrize("name", ["chorale", "palestrina", "expressive"])
 def test_streaming_equals_the_offline_tokenizer(tokenizer, name, request) -> None:
     path = request.getfixturevalue(name)
     offline = tokenizer.encode_file(path)  # miditok's own encoding of the file
-    streamed = stream_file(StreamingContext(tokenizer.codec()), path)
+    streamed = stream_file(tokenizer.codec(), path)
     assert streamed == offline
     if name == "expressive":  # the messy file exercises pedals and same-pitch overlaps
         vocab = [tokenizer.vocab[i] for i in offline]
@@ -70,7 +74,7 @@ def test_streaming_equals_offline_on_the_shared_benchmark_pieces(tokenizer, tmp_
             t_last = t
         path = tmp_path / f"jsb-{k}.mid"
         mid.save(path)
-        assert stream_file(StreamingContext(tokenizer.codec()), path) == tokenizer.encode_file(path)
+        assert stream_file(tokenizer.codec(), path) == tokenizer.encode_file(path)
 
 
 def test_decoded_tokens_give_back_the_notes(tokenizer, expressive) -> None:
@@ -85,25 +89,21 @@ def test_decoded_tokens_give_back_the_notes(tokenizer, expressive) -> None:
     assert not any(dec.sounding.values())  # every note-on met its note-off
 
 
-def test_shift_to_and_long_gaps(tokenizer) -> None:
-    codec = tokenizer.codec()
-    ctx = StreamingContext(codec, max_gap_beats=4)
-    ctx.note_on(0, 60, 80)
-    ctx.note_off(1, 60)
-    ctx.advance(2)
-    assert ctx.last_tick == 8
-    shift = ctx.shift_to(12)
-    assert sum(codec.shift_of[t] for t in shift) == 4 and ctx.last_tick == 12
-    # a 100-beat pause is written as a 4-beat one
-    tokens = ctx.note_on(112, 62, 80) + ctx.advance(113)
-    assert sum(codec.shift_of.get(t, 0) for t in tokens) == 4 * codec.grid.tpq
-
-
 def test_preview_leaves_the_context_untouched(tokenizer) -> None:
-    ctx = StreamingContext(tokenizer.codec())
+    ctx = StreamingContext(tokenizer.grid)
     ctx.note_on(0, 60, 80)
     ctx.note_off(0.5, 60)
-    tokens, last = ctx.preview(3)
-    assert [tokenizer.vocab[t] for t in tokens][-1] == "NoteOff_60" and last == 4
-    assert ctx.last_tick == 0
-    assert ctx.advance(3) == tokens  # the real thing, later, is what was previewed
+    preview = ctx.preview(3)
+    assert [(t.tick, [n.pitch for n in t.offs]) for t in preview][-1] == (4, [60])
+    assert ctx.stream.cursor == 4  # the real stream closed nothing new
+    assert ctx.advance(3) == preview  # the real thing, later, is what was previewed
+
+
+def test_antiphons_own_notes_do_not_hold_the_players_phrase_open(tokenizer) -> None:
+    from antiphon.live.context import OWN
+
+    ctx = StreamingContext(tokenizer.grid)
+    ctx.note_on(0, 60, 80, OWN)
+    assert not ctx.holding
+    ctx.note_on(0, 64, 80, ("in", 0))
+    assert ctx.holding

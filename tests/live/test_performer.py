@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from antiphon.live.engine import Engine
-from antiphon.live.performer import Cue, Performer, Tokens
+from antiphon.live.engine import open_voice
+from antiphon.live.performer import Cue, Heard, Performer
 from antiphon.live.policy import PolicyConfig
 from antiphon.live.ports import MemoryOutput
 from antiphon.live.sampling import Sampler, Sampling
@@ -28,9 +28,9 @@ def make(model, *, mode="respond", seed=5, shaping=None):
     clock = FakeClock()
     out = MemoryOutput(now=clock)
     sched = Scheduler(out, clock, channel=0, skip_late_notes=None)
-    engine = Engine(ModelFile.open(model))
+    voice = open_voice(ModelFile.open(model))
     perf = Performer(
-        engine,
+        voice,
         sched,
         Timeline(120, origin=clock.t),
         Sampler(Sampling(seed=seed)),
@@ -38,19 +38,18 @@ def make(model, *, mode="respond", seed=5, shaping=None):
         shaping=shaping,
         now=clock,
     )
-    return perf, sched, out, clock, engine
+    return perf, sched, out, clock, voice
 
 
-def prompt(engine):
-    """A call: C E G, as the context would have encoded it (tokens up to tick 12)."""
+def prompt(voice):
+    """A call: C E G, as the context closes it (ticks up to 1.5 beats)."""
     from antiphon.live.context import StreamingContext
 
-    ctx = StreamingContext(engine.codec)
-    toks = []
+    ctx = StreamingContext(voice.grid)
+    ticks = []
     for i, p in enumerate((60, 64, 67)):
-        toks += ctx.note_on(i * 0.5, p, 90) + ctx.note_off(i * 0.5 + 0.4, p)
-    toks += ctx.advance(1.5)
-    return toks, ctx.last_tick
+        ticks += ctx.note_on(i * 0.5, p, 90) + ctx.note_off(i * 0.5 + 0.4, p)
+    return ticks + ctx.advance(1.5)
 
 
 def play_out(sched, clock, until):
@@ -72,11 +71,10 @@ def note_pairs(out):
 
 
 def test_an_answer_starts_exactly_at_the_phrase_end_and_lasts_its_length(trained_onnx) -> None:
-    perf, sched, out, clock, engine = make(trained_onnx)
-    toks, tick = prompt(engine)
-    perf.committed = engine.prime(toks, perf.committed)
+    perf, sched, out, clock, voice = make(trained_onnx)
+    perf.committed = voice.observe(perf.committed, prompt(voice))
     start = clock.t + 2.0  # the phrase end, still ahead: the answer is speculative
-    perf._play(Cue(start, 3.0, [], tick, perf.epoch))
+    perf._play(Cue(start, 3.0, [], perf.epoch))
     assert sched.pending() > 0 and not out.sent  # planned, nothing sent before its time
     play_out(sched, clock, until=start + 10)
     pairs, hanging = note_pairs(out)
@@ -87,10 +85,8 @@ def test_an_answer_starts_exactly_at_the_phrase_end_and_lasts_its_length(trained
 
 def test_the_same_seed_answers_the_same_call_the_same_way(trained_onnx) -> None:
     def run():
-        perf, sched, out, clock, engine = make(trained_onnx, seed=11)
-        toks, tick = prompt(engine)
-        perf.committed = engine.prime(toks, perf.committed)
-        perf._play(Cue(clock.t + 1, 2.0, [], tick, perf.epoch))
+        perf, sched, out, clock, voice = make(trained_onnx, seed=11)
+        perf._play(Cue(clock.t + 1, 2.0, prompt(voice), perf.epoch))
         play_out(sched, clock, until=clock.t + 10)
         return [(round(t - 1000, 6), m) for t, m in out.sent]
 
@@ -98,18 +94,16 @@ def test_the_same_seed_answers_the_same_call_the_same_way(trained_onnx) -> None:
 
 
 def test_a_stale_cue_plays_nothing(trained_onnx) -> None:
-    perf, sched, out, clock, engine = make(trained_onnx)
-    toks, tick = prompt(engine)
-    cue = Cue(clock.t + 1, 2.0, toks, tick, perf.epoch)
+    perf, sched, out, clock, voice = make(trained_onnx)
+    cue = Cue(clock.t + 1, 2.0, prompt(voice), perf.epoch)
     perf.interrupt(clock.t)  # the player played on before the phrase end
     perf._handle(cue)
     assert sched.pending() == 0 and not out.sent
 
 
 def test_interrupt_releases_what_sounds_and_drops_what_is_planned(trained_onnx) -> None:
-    perf, sched, out, clock, engine = make(trained_onnx)
-    toks, tick = prompt(engine)
-    perf._play(Cue(clock.t, 4.0, toks, tick, perf.epoch))
+    perf, sched, out, clock, voice = make(trained_onnx)
+    perf._play(Cue(clock.t, 4.0, prompt(voice), perf.epoch))
     play_out(sched, clock, until=clock.t + 1.0)
     assert perf.interrupt(clock.t)
     assert sched.pending() == 0 and sched.sounding() == []
@@ -120,9 +114,8 @@ def test_interrupt_releases_what_sounds_and_drops_what_is_planned(trained_onnx) 
 
 def test_shaping_applies_to_live_answers(trained_onnx) -> None:
     shaping = Shaping(transpose=24, lowest=84, highest=108, polyphony=1, velocity_scale=0.5)
-    perf, sched, out, clock, engine = make(trained_onnx, shaping=shaping)
-    toks, tick = prompt(engine)
-    perf._play(Cue(clock.t, 4.0, toks, tick, perf.epoch))
+    perf, sched, out, clock, voice = make(trained_onnx, shaping=shaping)
+    perf._play(Cue(clock.t, 4.0, prompt(voice), perf.epoch))
     play_out(sched, clock, until=clock.t + 10)
     pairs, _ = note_pairs(out)
     assert pairs and all(84 <= p <= 108 for _, _, p in pairs)
@@ -131,13 +124,13 @@ def test_shaping_applies_to_live_answers(trained_onnx) -> None:
         assert sum(1 for b in pairs if b[0] <= a[0] < b[1]) == 1
 
 
-def test_tokens_are_batched_into_the_committed_state(trained_onnx) -> None:
-    perf, _sched, _out, _clock, engine = make(trained_onnx)
-    toks, _ = prompt(engine)
-    before = perf.committed.position
-    for t in toks:
-        perf.inbox.put(Tokens([t], player=True))
-    first = perf.inbox.get()
-    perf._handle(perf._merge(first))
-    assert perf.committed.position == before + len(toks)
+def test_what_is_heard_is_batched_into_the_committed_state(trained_onnx) -> None:
+    perf, _sched, _out, _clock, voice = make(trained_onnx)
+    ticks = prompt(voice)
+    tokens, _ = voice.encode(0, ticks)
+    before = perf.committed.model.position
+    for t in ticks:
+        perf.inbox.put(Heard([t], player=True))
+    perf._handle(perf._merge(perf.inbox.get()))
+    assert perf.committed.model.position == before + len(tokens)
     assert perf.inbox.empty()

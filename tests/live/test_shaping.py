@@ -161,3 +161,14 @@ def test_invariants_hold_for_random_material(seed: int) -> None:
     assert sched.sounding() == []
     assert sched.stats()["retriggered"] == 0
     assert sched.stats()["sent"] == 2 * len(out)
+
+
+def test_tempo_scale_and_number_of_notes() -> None:
+    notes = [NoteEvent(float(i), i + 0.5, 60 + i, 80) for i in range(6)]
+    fast = shape(notes, Shaping(tempo_scale=2.0))
+    assert [(n.start, n.end) for n in fast[:2]] == [(0.0, 0.25), (0.5, 0.75)]
+    assert [n.pitch for n in shape(notes, Shaping(max_notes=3))] == [60, 61, 62]
+    with pytest.raises(UserError):
+        Shaping(tempo_scale=0)
+    with pytest.raises(UserError):
+        Shaping(max_notes=0)

@@ -1,0 +1,222 @@
+"""``antiphon eval --report DATA``: every model family compared on the same held-out pieces.
+
+For each exported model: token NLL on the held-out pieces (token families share one
+vocabulary, so their numbers compare; notes and frames models predict other things and
+show "n/a"), the objective metrics' overlapping areas between the model's continuations of
+those pieces and what the pieces really do next, parameters, ONNX size, and the live step
+latency (onnxruntime, with the ratio to torch eager) from ``antiphon bench``.
+
+The continuation task is the daemon's: a prompt of ``PROMPT_BEATS`` from each held-out
+piece, then ``CONTINUE_BEATS`` generated; the reference set is the pieces' own next
+``CONTINUE_BEATS``. Everything runs through onnxruntime, as users would run the models.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mido
+import numpy as np
+
+from antiphon.errors import UserError
+from antiphon.export.bench import bench
+from antiphon.live.continuation import ContinueOptions, continue_file
+from antiphon.live.engine import open_voice
+from antiphon.live.sampling import Sampling
+from antiphon.live.session import ModelFile
+from antiphon.models.corpus import resolve_corpus
+from antiphon.models.dataset import cache_root
+from antiphon.models.nll import model_nll
+from antiphon.models.notes import Grid, MidiFileError, read_performance
+from antiphon.models.tokenizer import Tokenizer
+
+PROMPT_BEATS = 16
+CONTINUE_BEATS = 16
+MAX_PIECES = 40
+GRID = Grid(tpq=8)
+
+
+@dataclass
+class Row:
+    model: str
+    family: str
+    params: int
+    onnx_mb: float
+    nll: float | None
+    nll_tokens: int
+    mean_oa: float | None
+    oa: dict
+    step_ms: float
+    speedup: float
+
+    def to_dict(self) -> dict:
+        return dict(vars(self))
+
+
+def heldout_pieces(data: str, limit: int = MAX_PIECES) -> list[Path]:
+    """The corpus's test split (held out from training and validation), pieces long
+    enough for a prompt and a continuation."""
+    corpus = resolve_corpus(data, cache_dir=cache_root(), progress=False)
+    chosen = []
+    for path in corpus.split("test"):
+        try:
+            perf = read_performance(path, GRID)
+        except MidiFileError:
+            continue
+        if perf.end >= (PROMPT_BEATS + CONTINUE_BEATS) * GRID.tpq:
+            chosen.append(path)
+        if len(chosen) >= limit:
+            break
+    if not chosen:
+        raise UserError(f"{data}: no test-split piece is long enough for the comparison")
+    return chosen
+
+
+def crop(src: Path, start_beat: float, end_beat: float, out: Path) -> Path:
+    """A MIDI file of the notes of ``src`` that start in [start, end) beats, shifted to 0
+    (a prompt, or the reference continuation)."""
+    perf = read_performance(src, GRID)
+    lo, hi = start_beat * GRID.tpq, end_beat * GRID.tpq
+    tpb = 480
+    timed = []
+    for n in perf.notes:
+        if lo <= n.start < hi:
+            end = min(n.end or n.start + 1, hi)
+            timed.append((round((n.start - lo) * tpb / GRID.tpq), 1, n.pitch, n.velocity))
+            timed.append((round((end - lo) * tpb / GRID.tpq), 0, n.pitch, 0))
+    timed.sort()
+    track = mido.MidiTrack()
+    last = 0
+    for tick, on, pitch, vel in timed:
+        kind = "note_on" if on else "note_off"
+        track.append(mido.Message(kind, note=pitch, velocity=vel, time=tick - last))
+        last = tick
+    mid = mido.MidiFile(ticks_per_beat=tpb)
+    mid.tracks.append(track)
+    mid.save(out)
+    return out
+
+
+def last_track(src: Path, out: Path) -> Path:
+    """The continuation ``antiphon continue`` appended, alone, starting at 0."""
+    mid = mido.MidiFile(src)
+    track = mido.MidiTrack(m for m in mid.tracks[-1] if not m.is_meta)
+    if len(track):  # the first delta is the prompt's length: the continuation starts at 0
+        track[0] = track[0].copy(time=0)
+    alone = mido.MidiFile(ticks_per_beat=mid.ticks_per_beat)
+    alone.tracks.append(track)
+    alone.save(out)
+    return out
+
+
+def token_nll(model: ModelFile, pieces: list[Path]) -> tuple[float | None, int]:
+    """NLL/token over the held-out pieces for token families, through onnxruntime."""
+    if model.info.representation != "tokens" or not model.info.tokenizer:
+        return None, 0
+    tok = Tokenizer.from_params(model.info.tokenizer)
+    voice = open_voice(model)
+    seqs = []
+    for p in pieces:
+        try:
+            seqs.append(np.asarray([tok.bos, *tok.encode_file(p), tok.eos], dtype=np.int32))
+        except MidiFileError:
+            continue
+    from antiphon.models.dataset import TokenSplit
+
+    offsets = np.concatenate([[0], np.cumsum([len(s) for s in seqs])])
+    split = TokenSplit(np.concatenate(seqs), offsets)
+    stepper = voice.stepper
+    block = min(model.info.max_context, 256)
+
+    def score(window: np.ndarray) -> np.ndarray:
+        if hasattr(stepper, "log_probs"):  # an encoder-decoder scores its own way
+            return stepper.log_probs(list(window))
+        state = stepper.feed(stepper.empty(), [])  # empty state
+        feed = dict(state.arrays)
+        feed["tokens"] = np.asarray(window, dtype=np.int64)[None]
+        if stepper.uses_positions:
+            feed["positions"] = np.arange(len(window), dtype=np.int64)[None]
+        logits = model.run(feed)["logits"][0].astype(np.float64)
+        logits -= logits.max(axis=-1, keepdims=True)
+        return logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+
+    nll, n = model_nll(score, split, block)
+    return nll, n
+
+
+def continuation_oa(model: Path, pieces: list[Path], work: Path) -> tuple[float | None, dict]:
+    from antiphon.models.metrics import measure_files
+    from antiphon.models.overlap import overlap_areas
+
+    gen, ref = [], []
+    for i, p in enumerate(pieces):
+        prompt = crop(p, 0, PROMPT_BEATS, work / f"prompt-{i}.mid")
+        ref.append(crop(p, PROMPT_BEATS, PROMPT_BEATS + CONTINUE_BEATS, work / f"ref-{i}.mid"))
+        opts = ContinueOptions(bars=CONTINUE_BEATS / 4, sampling=Sampling(seed=i))
+        try:
+            (r,) = continue_file(prompt, work / f"cont-{i}.mid", model, opts)
+        except MidiFileError:
+            continue
+        if r.notes:
+            gen.append(last_track(r.path, work / f"gen-{i}.mid"))
+    if not gen:
+        return None, {}
+    oa = overlap_areas(measure_files(gen), measure_files(ref))
+    finite = [v for v in oa.values() if v is not None and np.isfinite(v)]
+    return (float(np.mean(finite)) if finite else None), oa
+
+
+def build_report(data: str, *, models: list[str] | None, out: Path) -> dict:
+    paths = [Path(m) for m in (models or sorted(Path("runs").glob("*/*.onnx")))]
+    if not paths:
+        raise UserError("no models to compare: pass --models A.onnx B.onnx ...")
+    pieces = heldout_pieces(data)
+    rows = []
+    for path in paths:
+        mf = ModelFile.open(path)
+        nll, n = token_nll(mf, pieces)
+        with tempfile.TemporaryDirectory() as tmp:
+            mean_oa, oa = continuation_oa(path, pieces, Path(tmp))
+        b = bench(path, context=min(256, mf.info.max_context - 1), steps=200)
+        rows.append(
+            Row(
+                model=path.name,
+                family=mf.info.family,
+                params=b.params,
+                onnx_mb=path.stat().st_size / 1e6,
+                nll=nll,
+                nll_tokens=n,
+                mean_oa=mean_oa,
+                oa=oa,
+                step_ms=b.rows[0].p50_ms,
+                speedup=b.speedup,
+            )
+        )
+    out.write_text(markdown(rows, data, len(pieces)))
+    result = {"data": data, "pieces": len(pieces), "rows": [r.to_dict() for r in rows]}
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2, default=float))
+    return result
+
+
+def markdown(rows: list[Row], data: str, pieces: int) -> str:
+    def f(x: float | None, spec: str) -> str:
+        return "n/a" if x is None else format(x, spec)
+
+    lines = [
+        f"Held-out: {pieces} pieces of the test split of `{data}`; continuations of "
+        f"{PROMPT_BEATS}-beat prompts, {CONTINUE_BEATS} beats each (seeded); OA = mean "
+        "overlapping area of the objective metrics against the pieces' real continuations.",
+        "",
+        "| model | family | parameters | ONNX MB | NLL/token | mean OA | step ms (ORT p50) "
+        "| ORT vs torch |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.model} | {r.family} | {r.params:,} | {r.onnx_mb:.1f} | {f(r.nll, '.3f')} "
+            f"| {f(r.mean_oa, '.3f')} | {r.step_ms:.2f} | {r.speedup:.1f}x |"
+        )
+    return "\n".join(lines) + "\n"
