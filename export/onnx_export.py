@@ -11,6 +11,7 @@ import onnx
 import torch
 
 from antiphon.export.graphs import graph_for
+from antiphon.export.simplify import constant_reshapes
 from antiphon.export.metadata import ModelInfo
 from antiphon.models.registry import family
 from antiphon.models.tokenizer import Tokenizer
@@ -80,6 +81,7 @@ def export_graph(graph: Any, out: str | Path) -> onnx.ModelProto:
     kept = [i for i in proto.graph.input if i.name not in weights]
     del proto.graph.input[:]
     proto.graph.input.extend(kept)
+    constant_reshapes(proto)
     onnx.checker.check_model(proto)
     return proto
 
