@@ -11,8 +11,8 @@ import onnx
 import torch
 
 from antiphon.export.graphs import graph_for
-from antiphon.export.simplify import constant_reshapes
 from antiphon.export.metadata import ModelInfo
+from antiphon.export.simplify import constant_reshapes
 from antiphon.models.registry import family
 from antiphon.models.tokenizer import Tokenizer
 from antiphon.models.train import load_checkpoint, model_from_checkpoint

@@ -63,4 +63,3 @@ def remove_dead_nodes(proto: onnx.ModelProto) -> None:
             needed.update(i for i in node.input if i)
     del proto.graph.node[:]
     proto.graph.node.extend(reversed(keep))
-

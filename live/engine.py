@@ -31,7 +31,6 @@ from antiphon.live.stepper import State, TokenStepper
 from antiphon.models.codec import Decoded, MidiLikeCodec
 from antiphon.models.notes import Grid, TickEvents
 
-
 MAX_TOKENS_PER_TICK = 64  # no piano plays more on one tick; a model that does is stuck
 
 
