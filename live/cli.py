@@ -14,6 +14,7 @@ from pathlib import Path
 
 from antiphon import __version__
 from antiphon.errors import UserError
+from antiphon.live.harness import PERIOD_FRAMES
 
 
 def _add_sampling(p: argparse.ArgumentParser) -> None:
@@ -161,7 +162,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.live:
         from antiphon.live.livebench import format_live, run_live_bench
 
-        live = run_live_bench(args.model, phrases=args.phrases)
+        live = run_live_bench(args.model, phrases=args.phrases, period=args.jack_period)
         print(format_live(live))
         if args.json:
             Path(args.json).write_text(json.dumps(live.to_dict(), indent=2))
@@ -385,6 +386,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--live", action="store_true", help="measure the daemon over JACK instead")
     p.add_argument("--phrases", type=int, default=50, help="--live: phrases to play")
+    p.add_argument(
+        "--jack-period",
+        type=int,
+        default=PERIOD_FRAMES,
+        help="--live: frames per period of the dummy JACK server it starts (48 kHz)",
+    )
     p.add_argument("--json", default=None, help="also write the results as JSON")
     p.set_defaults(func=cmd_bench)
     return parser

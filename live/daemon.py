@@ -312,9 +312,16 @@ class Daemon:
         if msg.kind == "on":
             with self._stats_lock:
                 self._response_sent += 1
-                for s in self._stats_pending:
-                    if s.extra.get("first_note_sent") is None and t >= s.phrase_end - 0.05:
-                        s.extra["first_note_sent"] = t
+                # The note belongs to the latest answer planned to start by now; earlier
+                # ones were cut (barge-in, or a speculation the player played over).
+                planned = [
+                    s
+                    for s in self._stats_pending
+                    if s.first_note_time is not None and s.first_note_time <= t + 0.05
+                ]
+                if planned:
+                    latest = max(planned, key=lambda s: s.first_note_time or 0.0)
+                    latest.extra.setdefault("first_note_sent", t)
         beat = self.timeline.beat_at(t)
         if msg.kind == "on":
             ticks = self.context.note_on(beat, msg.a, msg.b, SELF)
@@ -418,6 +425,8 @@ class Daemon:
             return
         with Path(self.config.stats).open("a") as f:
             for s in ready:
+                if s.cut and s.extra.get("first_note_sent") is None:
+                    continue  # a speculation the player played over: never an answer
                 row = {
                     "phrase_end": s.phrase_end,
                     "first_note_planned": s.first_note_time,

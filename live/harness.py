@@ -47,7 +47,7 @@ def jack_server(period: int = PERIOD_FRAMES, name: str | None = None) -> Iterato
     if jackd is None:
         raise UserError("jackd is not installed (Debian/Ubuntu: apt install jackd2)")
     args = [jackd] + (["-n", name] if name else [])
-    args += ["--no-realtime", "-d", "dummy", "-r", str(RATE), "-p", str(period)]
+    args += ["--sync", "--no-realtime", "-d", "dummy", "-r", str(RATE), "-p", str(period)]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10
@@ -145,6 +145,9 @@ class Player:
     def __post_init__(self) -> None:
         import rtmidi
 
+        # The ear's callback runs in JACK's process thread and needs the GIL: with Python's
+        # default 5 ms switch interval it can hold up the JACK cycle (and so what it measures).
+        sys.setswitchinterval(0.0005)
         self.out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=self.client)
         self.inp = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=self.client + "-ear")
         self.inp.ignore_types(sysex=False, timing=False, active_sense=True)
