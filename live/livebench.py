@@ -31,6 +31,7 @@ TARGETS = {
     "rss_mb": 250.0,
     "idle_cpu_pct": 2.0,
 }
+MAX_RESPONSE = 4.0  # seconds
 SCALE = [60, 62, 64, 65, 67, 69, 71, 72]
 
 
@@ -98,7 +99,14 @@ def run_live_bench(
     tick = _tick_seconds(model)
     work = Path(tempfile.mkdtemp(prefix="antiphon-bench-"))
     stats = work / "stats.jsonl"
-    args = ["--silence-ms", str(silence_ms), "--seed", str(seed), "--max-response", "4"]
+    args = [
+        "--silence-ms",
+        str(silence_ms),
+        "--seed",
+        str(seed),
+        "--max-response",
+        str(MAX_RESPONSE),
+    ]
     args += ["--stats", str(stats)]
     if model:
         args += ["--model", str(model)]
@@ -109,7 +117,7 @@ def run_live_bench(
         try:
             for _ in range(phrases):
                 _one_phrase(player, bench, rng, silence_ms / 1000.0, tick)
-            time.sleep(1.0)  # let the last answer finish, then measure idling
+            time.sleep(MAX_RESPONSE + 1.0)  # let the last answer finish, then measure idling
             bench.rss_mb = daemon.rss_mb()
             cpu0, t0 = daemon.cpu_seconds(), time.perf_counter()
             time.sleep(5.0)
