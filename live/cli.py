@@ -78,8 +78,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         block_size=args.block_size,
         lr=args.lr,
+        min_lr=args.min_lr,
         warmup=args.warmup,
+        weight_decay=args.weight_decay,
+        transpose=args.transpose,
         eval_every=args.eval_every,
+        eval_pieces=args.eval_pieces,
         seed=args.seed,
         threads=args.threads,
         model=overrides,
@@ -306,8 +310,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--block-size", type=int, default=512, help="training window (tokens, frames or notes)"
     )
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--min-lr", type=float, default=1e-4, help="end of the cosine schedule")
     p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--weight-decay", type=float, default=0.1)
+    p.add_argument("--transpose", type=int, default=6, help="augmentation: +-semitones")
     p.add_argument("--eval-every", type=int, default=200)
+    p.add_argument(
+        "--eval-pieces",
+        type=int,
+        default=16,
+        help="valid pieces per periodic validation (0 = all; the end always scores all)",
+    )
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
     p.add_argument(
