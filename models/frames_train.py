@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import random
 import time
 from pathlib import Path
@@ -41,6 +40,8 @@ from antiphon.models.train import (
     load_checkpoint,
     lr_at,
     make_optimizer,
+    save_atomic,
+    training_bar,
     versions,
 )
 
@@ -230,9 +231,7 @@ def train_frames(
                 "average_updates": average.updates,
             },
         }
-        tmp = ckpt_path.with_suffix(".tmp")
-        torch.save(blob, tmp)
-        os.replace(tmp, ckpt_path)
+        save_atomic(blob, ckpt_path)
 
     def validate(loss: float) -> None:
         nll = average.nll(model, subset)
@@ -248,11 +247,9 @@ def train_frames(
         )
         save()
 
-    from tqdm import tqdm
-
     t0 = time.perf_counter()
     model.train()
-    bar = tqdm(total=cfg.steps, initial=step, desc="training", unit="step", disable=not progress)
+    bar = training_bar(cfg.steps, step, progress)
     running = None
     while step < cfg.steps and best["bad"] < PATIENCE:
         plan = batches.plan(epoch)

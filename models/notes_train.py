@@ -38,6 +38,8 @@ from antiphon.models.train import (
     load_checkpoint,
     lr_at,
     make_optimizer,
+    save_atomic,
+    training_bar,
     versions,
 )
 
@@ -306,21 +308,10 @@ def train_notes(cfg: TrainConfig, *, resume: bool = False, progress: bool = True
             "sampler_rng": windows.rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
         }
-        tmp = ckpt_path.with_suffix(".tmp")
-        torch.save(blob, tmp)
-        os.replace(tmp, ckpt_path)
-
-    from tqdm import tqdm
+        save_atomic(blob, ckpt_path)
 
     model.train()
-    bar = tqdm(
-        total=cfg.steps,
-        initial=step,
-        desc="training",
-        unit="step",
-        disable=not progress,
-        mininterval=progress_interval(),
-    )
+    bar = training_bar(cfg.steps, step, progress)
     notes_per_step = cfg.batch_size * model.config.block_size
     t_last, step_last = time.perf_counter(), step
     while step < cfg.steps:

@@ -150,6 +150,26 @@ def model_from_checkpoint(ckpt: dict) -> torch.nn.Module:
     return model.eval()
 
 
+def save_atomic(blob: dict, path: Path) -> None:
+    """Write a checkpoint so that an interrupted save never leaves a truncated file."""
+    tmp = path.with_suffix(".tmp")
+    torch.save(blob, tmp)
+    os.replace(tmp, path)
+
+
+def training_bar(total: int, initial: int, progress: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc="training",
+        unit="step",
+        disable=not progress,
+        mininterval=progress_interval(),
+    )
+
+
 def train(
     cfg: TrainConfig,
     *,
@@ -224,21 +244,10 @@ def train(
             "sampler_rng": sampler.rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
         }
-        tmp = ckpt_path.with_suffix(".tmp")
-        torch.save(blob, tmp)
-        os.replace(tmp, ckpt_path)
-
-    from tqdm import tqdm
+        save_atomic(blob, ckpt_path)
 
     model.train()
-    bar = tqdm(
-        total=cfg.steps,
-        initial=step,
-        desc="training",
-        unit="step",
-        disable=not progress,
-        mininterval=progress_interval(),
-    )
+    bar = training_bar(cfg.steps, step, progress)
     tokens_per_step = cfg.batch_size * cfg.block_size
     t_last, step_last = time.perf_counter(), step
     while step < cfg.steps:
