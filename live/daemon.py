@@ -10,6 +10,7 @@ after JACK has had time to deliver the final messages.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
@@ -43,6 +44,9 @@ DEFAULT_CC_MAP = {"temperature": 1, "top_p": 2, "mode": 80, "panic": 81}
 SELF = OWN  # source tag of antiphon's own notes in the context
 MAX_GAP_BEATS = 8.0
 ALL_NOTES_OFF = (120, 123)  # All Sound Off, All Notes Off
+# An answer's first note is looked for this long after it was planned; later is a failure
+# (written with first_note_sent null), and the next answer cannot start sooner than this.
+FIRST_NOTE_WINDOW = 0.5
 
 
 def parse_cc_map(text: str | None) -> dict[str, int]:
@@ -145,6 +149,9 @@ class Daemon:
         self._stats_pending: list[ResponseStats] = []
         self._stats_lock = threading.Lock()
         self._response_sent = 0  # antiphon note-ons echoed since the last response began
+        # When antiphon's note-ons really went out (echo times), to find each answer's first
+        # note: an answer's stats arrive when its generation ends, often after it began.
+        self._onsets: collections.deque[float] = collections.deque(maxlen=4096)
         self._lost: set[str] = set()
 
         model = ModelFile.open(config.model, threads=config.threads)
@@ -312,16 +319,7 @@ class Daemon:
         if msg.kind == "on":
             with self._stats_lock:
                 self._response_sent += 1
-                # The note belongs to the latest answer planned to start by now; earlier
-                # ones were cut (barge-in, or a speculation the player played over).
-                planned = [
-                    s
-                    for s in self._stats_pending
-                    if s.first_note_time is not None and s.first_note_time <= t + 0.05
-                ]
-                if planned:
-                    latest = max(planned, key=lambda s: s.first_note_time or 0.0)
-                    latest.extra.setdefault("first_note_sent", t)
+                self._onsets.append(t)
         beat = self.timeline.beat_at(t)
         if msg.kind == "on":
             ticks = self.context.note_on(beat, msg.a, msg.b, SELF)
@@ -410,17 +408,25 @@ class Daemon:
             self._stats_pending.append(stats)
 
     def _flush_stats(self, final: bool = False) -> None:
+        now = self.now()
         with self._stats_lock:
             ready = [
                 s
                 for s in self._stats_pending
-                if final
-                or s.cut
-                or s.extra.get("first_note_sent") is not None
-                or s.notes == 0
-                or self.now() - s.phrase_end > 2.0
+                if final or s.first_note_time is None or now > s.first_note_time + FIRST_NOTE_WINDOW
             ]
+            planned = sorted(
+                s.first_note_time for s in self._stats_pending if s.first_note_time is not None
+            )
             self._stats_pending = [s for s in self._stats_pending if s not in ready]
+            for s in ready:
+                if s.first_note_time is not None:
+                    lo, hi = s.first_note_time - 0.05, s.first_note_time + FIRST_NOTE_WINDOW
+                    later = [t for t in planned if t > s.first_note_time]
+                    if later:  # a note from then on is the next answer's
+                        hi = min(hi, later[0] - 0.05)
+                    sent = [t for t in self._onsets if lo <= t <= hi]
+                    s.extra["first_note_sent"] = min(sent) if sent else None
         if not ready or not self.config.stats:
             return
         with Path(self.config.stats).open("a") as f:

@@ -130,8 +130,12 @@ class DaemonProcess:
 
 @dataclass
 class Received:
-    t: float
+    t: float  # when the callback ran (this process's perf_counter)
     data: list[int]
+    # When JACK delivered it: rtmidi's per-message delta times (taken from JACK's clock in
+    # the process cycle, before the callback waits for the GIL) summed onto the first
+    # arrival. For intervals between messages, free of this process's scheduling noise.
+    t_jack: float = 0.0
 
 
 @dataclass
@@ -167,7 +171,8 @@ class Player:
     def _heard(self, event: tuple[list[int], float], data: Any = None) -> None:
         t = time.perf_counter()
         with self._lock:
-            self.received.append(Received(t, list(event[0])))
+            t_jack = self.received[-1].t_jack + event[1] if self.received else t
+            self.received.append(Received(t, list(event[0]), t_jack))
 
     def send(self, data: Sequence[int]) -> float:
         t = time.perf_counter()

@@ -2,7 +2,7 @@
 
 A second JACK client plays phrases into the daemon and listens to it: response latency
 (first answer note heard - (last note-off sent + silence)), output timing jitter (answer
-onsets against the response's tick grid, anchored at its first note), barge-in (the
+onsets on JACK's clock against the answer's tick grid, its common offset removed), barge-in (the
 player's new note -> the last of antiphon's note-offs heard), start-up time, resident
 memory and idle CPU, with the targets beside them. Percentiles, not a single run's luck.
 """
@@ -169,10 +169,18 @@ def _one_phrase(
         return
     bench.latency_ms.append(1e3 * (first.t - (t_off + silence)))
     time.sleep(0.9)  # hear some of the answer, then barge in with the next phrase
-    onsets = [r.t for r in player.note_ons(first.t)]
-    for t in onsets[1:]:
-        rel = t - first.t
-        bench.jitter_ms.append(1e3 * abs(rel - round(rel / tick) * tick))
+    # Intervals on JACK's clock (see Received.t_jack): what a synth on the port would hear.
+    # Jitter is each onset's deviation from the answer's tick grid after removing the
+    # answer's common offset (the median deviation): a constant delay is latency, measured
+    # above, not jitter.
+    onsets = [r.t_jack for r in player.note_ons(first.t)]
+    errors = []
+    for t in onsets:
+        rel = t - first.t_jack
+        errors.append(rel - round(rel / tick) * tick)
+    if len(errors) > 1:
+        offset = float(np.median(errors))
+        bench.jitter_ms.extend(1e3 * abs(e - offset) for e in errors)
 
 
 def format_live(b: LiveBench) -> str:
