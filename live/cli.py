@@ -166,7 +166,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.live:
         from antiphon.live.livebench import format_live, run_live_bench
 
-        live = run_live_bench(args.model, phrases=args.phrases, period=args.jack_period)
+        live = run_live_bench(
+            args.model, phrases=args.phrases, period=args.jack_period, realtime=args.jack_realtime
+        )
         print(format_live(live))
         if args.json:
             Path(args.json).write_text(json.dumps(live.to_dict(), indent=2))
@@ -404,6 +406,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=PERIOD_FRAMES,
         help="--live: frames per period of the dummy JACK server it starts (48 kHz)",
+    )
+    p.add_argument(
+        "--jack-realtime",
+        action="store_true",
+        help="--live: start that server with realtime scheduling (needs rtprio rights)",
     )
     p.add_argument("--json", default=None, help="also write the results as JSON")
     p.set_defaults(func=cmd_bench)

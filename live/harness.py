@@ -38,7 +38,9 @@ def jack_running(server: str | None = None) -> bool:
 
 
 @contextlib.contextmanager
-def jack_server(period: int = PERIOD_FRAMES, name: str | None = None) -> Iterator[dict]:
+def jack_server(
+    period: int = PERIOD_FRAMES, name: str | None = None, realtime: bool = False
+) -> Iterator[dict]:
     """Use a running JACK server, or start ``jackd --no-realtime -d dummy`` for the block."""
     if jack_running(name):
         yield {"started": False, "period_ms": None}
@@ -47,7 +49,16 @@ def jack_server(period: int = PERIOD_FRAMES, name: str | None = None) -> Iterato
     if jackd is None:
         raise UserError("jackd is not installed (Debian/Ubuntu: apt install jackd2)")
     args = [jackd] + (["-n", name] if name else [])
-    args += ["--sync", "--no-realtime", "-d", "dummy", "-r", str(RATE), "-p", str(period)]
+    args += [
+        "--sync",
+        "--realtime" if realtime else "--no-realtime",
+        "-d",
+        "dummy",
+        "-r",
+        str(RATE),
+        "-p",
+        str(period),
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10

@@ -94,6 +94,7 @@ def run_live_bench(
     seed: int = 0,
     name: str = "antiphon-bench",
     period: int = PERIOD_FRAMES,
+    realtime: bool = False,
 ) -> LiveBench:
     rng = random.Random(seed)
     tick = _tick_seconds(model)
@@ -110,7 +111,7 @@ def run_live_bench(
     args += ["--stats", str(stats)]
     if model:
         args += ["--model", str(model)]
-    with jack_server(period) as server:
+    with jack_server(period, realtime=realtime) as server:
         daemon = DaemonProcess(args, name=name)
         player = Player(daemon_name=name, client=name + "-player")
         bench = LiveBench(phrases, server["period_ms"], daemon.start_seconds)
