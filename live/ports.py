@@ -14,6 +14,7 @@ port's ``port_name`` says what other programs see.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import logging
 import os
@@ -443,7 +444,7 @@ class RtMidiInput(MidiInput):
         self._port.close()
 
 
-class MidiOutput:
+class MidiOutput(abc.ABC):
     """Base output: ``send`` validates, copies and serializes calls from any thread;
     subclasses implement ``_send`` (and ``_close``). ``close`` waits ``flush_seconds``
     first because JACK delivers once per period and drops what is still buffered."""
@@ -464,8 +465,8 @@ class MidiOutput:
                 raise ValueError(f"send on closed MIDI port {self.port_name!r}")
             self._send(msg)
 
-    def _send(self, msg: list[int]) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _send(self, msg: list[int]) -> None: ...
 
     def close(self) -> None:
         """Idempotent; later sends raise ``ValueError``."""
@@ -478,7 +479,7 @@ class MidiOutput:
         with self._lock:
             self._close()
 
-    def _close(self) -> None:
+    def _close(self) -> None:  # noqa: B027 - optional: only ports that own a handle close one
         pass
 
     def is_connected(self) -> bool:
