@@ -33,14 +33,14 @@ from antiphon.models.nll import Bigram
 from antiphon.models.notes import Grid, Performance, read_performance
 from antiphon.models.registry import family
 from antiphon.models.train import (
-    CHECKPOINT_FORMAT,
     TrainConfig,
+    checkpoint_blob,
     load_checkpoint,
     lr_at,
     make_optimizer,
+    restore,
     save_atomic,
     training_bar,
-    versions,
 )
 
 NOTE_GRID = Grid(tpq=8)  # the default tokenizer's grid: 1/8 beat, pitches 21..108, 32 velocities
@@ -283,31 +283,22 @@ def train_notes(cfg: TrainConfig, *, resume: bool = False, progress: bool = True
     windows = NoteWindows(data["train"], model.config.block_size, cfg.seed, cfg.transpose, grid)
     step, history = 0, []
     if state:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        windows.rng.bit_generator.state = state["sampler_rng"]
-        torch.set_rng_state(state["torch_rng"])
-        step, history = state["step"], state.get("history", [])
+        step, history = restore(state, model, opt, windows.rng)
     say(f"{cfg.arch}: {model.num_params():,} parameters")
 
     def save(metrics: dict | None = None) -> None:
         out.mkdir(parents=True, exist_ok=True)
-        blob = {
-            "format": CHECKPOINT_FORMAT,
-            "family": cfg.arch,
-            "model_config": model.config.to_dict(),
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "step": step,
-            "train_config": cfg.to_dict(),
-            "grid": grid.to_dict(),
-            "data": data.summary,
-            "history": history,
-            "metrics": metrics or {},
-            "versions": versions(),
-            "sampler_rng": windows.rng.bit_generator.state,
-            "torch_rng": torch.get_rng_state(),
-        }
+        blob = checkpoint_blob(
+            cfg,
+            model,
+            opt,
+            step,
+            windows.rng,
+            grid=grid.to_dict(),
+            data=data.summary,
+            history=history,
+            metrics=metrics or {},
+        )
         save_atomic(blob, ckpt_path)
 
     model.train()

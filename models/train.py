@@ -150,6 +150,42 @@ def model_from_checkpoint(ckpt: dict) -> torch.nn.Module:
     return model.eval()
 
 
+def checkpoint_blob(
+    cfg: TrainConfig,
+    model: Any,
+    opt: torch.optim.Optimizer,
+    step: int,
+    rng: np.random.Generator,
+    **fields: Any,
+) -> dict:
+    """What every window-trained checkpoint holds (``fields`` adds the representation's
+    own: ``tokenizer`` or ``grid``, ``data``, ``history``, ``metrics``)."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "family": cfg.arch,
+        "model_config": model.config.to_dict(),
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "step": step,
+        "train_config": cfg.to_dict(),
+        **fields,
+        "versions": versions(),
+        "sampler_rng": rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
+    }
+
+
+def restore(
+    state: dict, model: Any, opt: torch.optim.Optimizer, rng: np.random.Generator
+) -> tuple[int, list[dict]]:
+    """Resume from a checkpoint_blob: weights, optimizer, RNGs; returns (step, history)."""
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    rng.bit_generator.state = state["sampler_rng"]
+    torch.set_rng_state(state["torch_rng"])
+    return state["step"], state.get("history", [])
+
+
 def save_atomic(blob: dict, path: Path) -> None:
     """Write a checkpoint so that an interrupted save never leaves a truncated file."""
     tmp = path.with_suffix(".tmp")
@@ -219,31 +255,22 @@ def train(
     step = 0
     history: list[dict] = []
     if state:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sampler.rng.bit_generator.state = state["sampler_rng"]
-        torch.set_rng_state(state["torch_rng"])
-        step, history = state["step"], state.get("history", [])
+        step, history = restore(state, model, opt, sampler.rng)
     say(f"{cfg.arch}: {model.num_params():,} parameters")
 
     def save(metrics: dict | None = None) -> None:
         out.mkdir(parents=True, exist_ok=True)
-        blob = {
-            "format": CHECKPOINT_FORMAT,
-            "family": cfg.arch,
-            "model_config": model.config.to_dict(),
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "step": step,
-            "train_config": cfg.to_dict(),
-            "tokenizer": tokenizer.to_params(),
-            "data": data.summary,
-            "history": history,
-            "metrics": metrics or {},
-            "versions": versions(),
-            "sampler_rng": sampler.rng.bit_generator.state,
-            "torch_rng": torch.get_rng_state(),
-        }
+        blob = checkpoint_blob(
+            cfg,
+            model,
+            opt,
+            step,
+            sampler.rng,
+            tokenizer=tokenizer.to_params(),
+            data=data.summary,
+            history=history,
+            metrics=metrics or {},
+        )
         save_atomic(blob, ckpt_path)
 
     model.train()
