@@ -34,6 +34,7 @@ from antiphon.models.notes import Grid, Performance, read_performance
 from antiphon.models.registry import family
 from antiphon.models.train import (
     TrainConfig,
+    bar_log,
     checkpoint_blob,
     load_checkpoint,
     lr_at,
@@ -326,7 +327,7 @@ def train_notes(cfg: TrainConfig, *, resume: bool = False, progress: bool = True
             history.append(
                 {"step": step, "train_loss": terms["total"].item(), "valid_loss_subset": v["total"]}
             )
-            bar.write(
+            bar_log(bar, progress, say)(
                 f"step {step}: train loss {terms['total'].item():.4f}, valid loss {v['total']:.4f} "
                 f"(pitch NLL {v['pitch']:.3f}, step {v['step']:.4f}, duration {v['duration']:.4f})"
             )

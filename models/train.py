@@ -14,6 +14,7 @@ import os
 import platform
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -193,6 +194,12 @@ def save_atomic(blob: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def bar_log(bar: Any, progress: bool, log: Callable[[str], None]) -> Callable[[str], None]:
+    """Where a periodic line goes: above the progress bar when there is one (printing
+    under it would garble it), else to the caller's ``log``."""
+    return bar.write if progress else log
+
+
 def training_bar(total: int, initial: int, progress: bool) -> Any:
     from tqdm import tqdm
 
@@ -297,7 +304,9 @@ def train(
         if step % cfg.eval_every == 0 or step == cfg.steps:
             nll, _ = evaluate(model, data, cfg.block_size, cfg.eval_pieces)
             history.append({"step": step, "train_loss": loss.item(), "valid_nll_subset": nll})
-            bar.write(f"step {step}: train loss {loss.item():.4f}, valid NLL/token {nll:.4f}")
+            bar_log(bar, progress, say)(
+                f"step {step}: train loss {loss.item():.4f}, valid NLL/token {nll:.4f}"
+            )
             save()
     bar.close()
 

@@ -47,3 +47,39 @@ def test_positions_are_relative_so_a_slid_window_sees_the_same_distances() -> No
 def test_config_round_trips() -> None:
     c = TransformerConfig(n_layer=3, n_embd=48, n_head=3)
     assert TransformerConfig.from_dict(c.to_dict()) == c
+
+
+def test_resumed_training_continues_exactly_where_it_stopped(synth_corpus, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from antiphon.models.train import TrainConfig, load_checkpoint, train
+
+    def config(out: str) -> TrainConfig:
+        return TrainConfig(
+            data=str(synth_corpus),
+            out=str(tmp_path / out),
+            steps=8,
+            batch_size=2,
+            block_size=32,
+            warmup=2,
+            eval_every=4,
+            eval_pieces=2,
+            threads=1,
+            model={"n_layer": 1, "n_embd": 16, "n_head": 2, "dropout": 0.0},
+        )
+
+    class Interrupted(Exception):
+        pass
+
+    def crash(msg: str) -> None:  # the process dies after the step-4 checkpoint was written
+        if msg.startswith("step 8"):
+            raise Interrupted
+
+    straight = load_checkpoint(train(config("straight"), progress=False)["checkpoint"])
+    with pytest.raises(Interrupted):
+        train(config("interrupted"), progress=False, log=crash)
+    assert load_checkpoint(tmp_path / "interrupted" / "ckpt.pt")["step"] == 4
+    resumed = train(config("interrupted"), resume=True, progress=False)
+    again = load_checkpoint(resumed["checkpoint"])
+    assert again["step"] == straight["step"] == 8
+    assert [h["step"] for h in again["history"]] == [4, 8]
+    for name, weight in straight["model"].items():
+        assert torch.equal(again["model"][name], weight), name
