@@ -234,6 +234,7 @@ def cmd_live(args: argparse.Namespace) -> int:
         cc_map=parse_cc_map(args.cc_map),
         record=args.record,
         stats=args.stats,
+        realtime=args.realtime,
     )
     daemon = Daemon(config)
     stop = daemon.stop_event
@@ -373,6 +374,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cc-map", default=None, help="e.g. temperature=1,top_p=2,mode=80,panic=81")
     p.add_argument("--record", default=None, help="write the session to FILE.mid on exit")
     p.add_argument("--stats", default=None, help="append one JSON line per response to FILE")
+    p.add_argument(
+        "--realtime",
+        action="store_true",
+        help="play notes from a SCHED_FIFO thread where allowed (as JACK's own threads run)",
+    )
     _add_sampling(p)
     _add_shaping(p)
     p.set_defaults(func=cmd_live)

@@ -47,6 +47,9 @@ ALL_NOTES_OFF = (120, 123)  # All Sound Off, All Notes Off
 # An answer's first note is looked for this long after it was planned; later is a failure
 # (written with first_note_sent null), and the next answer cannot start sooner than this.
 FIRST_NOTE_WINDOW = 0.5
+# With --realtime: below the priorities JACK gives its server and client threads (10 and
+# up by default), above every ordinary thread.
+REALTIME_PRIORITY = 5
 
 
 def parse_cc_map(text: str | None) -> dict[str, int]:
@@ -89,6 +92,7 @@ class DaemonConfig:
     record: str | None = None
     stats: str | None = None
     threads: int = 1
+    realtime: bool = False  # the note scheduler's thread asks for SCHED_FIFO
 
     def validate(self) -> DaemonConfig:
         if self.policy.mode not in MODES:
@@ -181,7 +185,12 @@ class Daemon:
         except BaseException:
             self.output.close()
             raise
-        self.scheduler = Scheduler(self.output, now, channel=config.output_channel - 1)
+        self.scheduler = Scheduler(
+            self.output,
+            now,
+            channel=config.output_channel - 1,
+            realtime_priority=REALTIME_PRIORITY if config.realtime else None,
+        )
         self.performer = Performer(
             self.voice,
             self.scheduler,

@@ -109,6 +109,8 @@ def run_live_bench(
         str(MAX_RESPONSE),
     ]
     args += ["--stats", str(stats)]
+    if realtime:
+        args += ["--realtime"]
     if model:
         args += ["--model", str(model)]
     with jack_server(period, realtime=realtime) as server:

@@ -30,6 +30,7 @@ import bisect
 import contextlib
 import itertools
 import logging
+import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -79,11 +80,14 @@ class Scheduler:
         late_tolerance: float = 0.002,
         skip_late_notes: float | None = 0.1,
         poll: float = 0.01,
+        realtime_priority: int | None = None,
     ) -> None:
         """``wait=None``: the runner sleeps on a condition that ``schedule``, ``cancel``,
         ``release_all`` and ``stop`` notify, so new material wakes it early. With an
         injected ``wait`` (e.g. a fake clock's advance) it sleeps in slices of at most
-        ``poll`` seconds instead, so new material is still seen within ``poll``."""
+        ``poll`` seconds instead, so new material is still seen within ``poll``.
+        ``realtime_priority``: the runner thread asks for SCHED_FIFO at that priority (Linux,
+        where the user may: JACK's own threads run so, and can starve an ordinary thread)."""
         if not 0 <= channel <= 15:
             raise ValueError(f"MIDI channel must be 0..15, got {channel}")
         self.out = out
@@ -93,6 +97,7 @@ class Scheduler:
         self.late_tolerance = late_tolerance
         self.skip_late_notes = skip_late_notes
         self.poll = poll
+        self.realtime_priority = realtime_priority
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._stop = threading.Event()
@@ -284,6 +289,8 @@ class Scheduler:
             thread.join()
 
     def _run(self) -> None:
+        if self.realtime_priority is not None:
+            _make_realtime(self.realtime_priority)
         try:
             while not self._stop.is_set():
                 with self._cond:
@@ -303,3 +310,13 @@ class Scheduler:
             log.exception("scheduler stopped on an error")
             with contextlib.suppress(Exception):
                 self.release_all()
+
+
+def _make_realtime(priority: int) -> bool:
+    """SCHED_FIFO for the calling thread (on Linux ``sched_setscheduler(0)`` is per thread)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (AttributeError, OSError) as e:
+        log.warning("realtime scheduling refused (%s); the scheduler runs as an ordinary thread", e)
+        return False
+    return True

@@ -319,3 +319,45 @@ def test_runner_records_an_error_and_stops() -> None:
     sched._thread.join(5)
     assert isinstance(sched.error, RuntimeError)
     assert not sched.running
+
+
+def _fifo_allowed() -> bool:
+    import os
+
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+            result.append(True)
+        except (AttributeError, OSError):
+            result.append(False)
+
+    t = threading.Thread(target=probe)
+    t.start()
+    t.join()
+    return result[0]
+
+
+def test_realtime_runner_plays_from_a_fifo_thread_where_allowed() -> None:
+    import os
+    import time
+
+    policies: list[int] = []
+
+    class Watching(SignallingOutput):
+        def _send(self, msg: list[int]) -> None:
+            policies.append(os.sched_getscheduler(0))
+            super()._send(msg)
+
+    out = Watching(time.perf_counter, count=1)
+    sched = Scheduler(out, time.perf_counter, None, realtime_priority=1)
+    sched.start()
+    sched.schedule([on(time.perf_counter(), 60)])
+    assert out.done.wait(5)
+    sched.stop(release=True)
+    assert out.messages()[0] == [0x90, 60, 100]
+    # Where the user may not (no rtprio), the runner says so and plays as an ordinary thread.
+    assert policies[0] == (os.SCHED_FIFO if _fifo_allowed() else os.SCHED_OTHER)
+    assert threading.current_thread() is threading.main_thread()
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # only the runner thread changed
