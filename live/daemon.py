@@ -152,7 +152,6 @@ class Daemon:
         self.malformed = 0
         self._stats_pending: list[ResponseStats] = []
         self._stats_lock = threading.Lock()
-        self._response_sent = 0  # antiphon note-ons echoed since the last response began
         # When antiphon's note-ons really went out (echo times), to find each answer's first
         # note: an answer's stats arrive when its generation ends, often after it began.
         self._onsets: collections.deque[float] = collections.deque(maxlen=4096)
@@ -327,7 +326,6 @@ class Daemon:
             self.recorder.add(SELF, t, data)
         if msg.kind == "on":
             with self._stats_lock:
-                self._response_sent += 1
                 self._onsets.append(t)
         beat = self.timeline.beat_at(t)
         if msg.kind == "on":
