@@ -11,9 +11,9 @@ and the keys of frame s below i: the same graph scores whole pieces in one run
 from __future__ import annotations
 
 import numpy as np
-import torch
 from torch import nn
 
+from antiphon.export.graphs import FlatGraph
 from antiphon.export.metadata import Signature, StatePair
 from antiphon.live.frames_voice import FrameStepper, greedy_keys
 
@@ -21,8 +21,9 @@ PROMPT_CHORDS = ((48, 60, 64, 67), (53, 60, 65, 69), (55, 59, 62, 67))  # C, F, 
 PROMPT_FRAMES = 4 * len(PROMPT_CHORDS)  # rollout: the chords, then greedy frames
 
 
-class PianoRollGraph:
+class PianoRollGraph(FlatGraph):
     opset = 17
+    input_dtype = np.float32  # frames may arrive as booleans or bytes
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model.eval()
@@ -57,21 +58,19 @@ class PianoRollGraph:
             axes[n] = {1: "batch"}
         return axes
 
-    def wrapper(self) -> nn.Module:
-        if getattr(self, "_flat", None) is None:
-            model = self.model
+    def _make_wrapper(self) -> nn.Module:
+        model = self.model
 
-            class Flat(nn.Module):
-                def __init__(self) -> None:
-                    super().__init__()
-                    self.model = model  # initializer names stay "model.<state_dict key>"
+        class Flat(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = model  # initializer names stay "model.<state_dict key>"
 
-                def forward(self, frames, *state):  # type: ignore[no-untyped-def]
-                    logits, new_state = self.model(frames, tuple(state))
-                    return (logits, *new_state)
+            def forward(self, frames, *state):  # type: ignore[no-untyped-def]
+                logits, new_state = self.model(frames, tuple(state))
+                return (logits, *new_state)
 
-            self._flat = Flat().eval()
-        return self._flat
+        return Flat().eval()
 
     def empty_state(self, batch: int = 1) -> dict[str, np.ndarray]:
         z = np.zeros((self.n_layer, batch, self.n_hidden), dtype=np.float32)
@@ -86,12 +85,6 @@ class PianoRollGraph:
             out = self.run({"frames": _random_frames(rng, batch, past, self.n_keys), **state})
             state = {i: out[o] for i, o in zip(self.state_in, self.state_out)}
         return {"frames": _random_frames(rng, batch, seq, self.n_keys), **state}
-
-    @torch.no_grad()
-    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        args = [torch.from_numpy(np.asarray(feed[n], dtype=np.float32)) for n in self.input_names]
-        outs = self.wrapper()(*args)
-        return {n: t.numpy() for n, t in zip(self.output_names, outs)}
 
     def rollout(self, run, n: int) -> list[tuple[int, ...]]:  # type: ignore[no-untyped-def]
         """n greedy frames (every key at probability > 0.5, low key first for the NADE

@@ -13,6 +13,9 @@ onnxruntime in parity checks and benchmarks. What every adapter provides:
   dummy; ``antiphon bench`` times ``feed(1, context)``);
 - ``run(feed)``: the torch model on such inputs, outputs by name.
 
+Adapters traced as one graph derive from ``FlatGraph``, which gives ``wrapper()`` (built
+once by their ``_make_wrapper``) and ``run`` through it.
+
 Optional: ``rollout(run, n)`` — a deterministic n-step decode through any ``run`` function
 (torch or onnxruntime), compared for exact equality after export (token families get a
 greedy decode without it); ``export_proto()`` — for graphs that are not one trace (an
@@ -21,6 +24,7 @@ encoder and a decoder step merged into one file).
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import numpy as np
@@ -30,7 +34,33 @@ from torch import nn
 from antiphon.export.metadata import Signature, StatePair
 
 
-class TokenKVGraph:
+class FlatGraph(abc.ABC):
+    """What the single-trace adapters share: the flat export wrapper, built once by
+    ``_make_wrapper``, and ``run`` through it (torch on named numpy inputs)."""
+
+    input_names: list[str]
+    output_names: list[str]
+    input_dtype: Any = None  # inputs are cast to this first (None: as given)
+    _flat: nn.Module | None = None
+
+    def wrapper(self) -> nn.Module:
+        if self._flat is None:
+            self._flat = self._make_wrapper()
+        return self._flat
+
+    @abc.abstractmethod
+    def _make_wrapper(self) -> nn.Module: ...
+
+    @torch.no_grad()
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        args = [
+            torch.from_numpy(np.asarray(feed[n], dtype=self.input_dtype)) for n in self.input_names
+        ]
+        outs = self.wrapper()(*args)
+        return {n: t.numpy() for n, t in zip(self.output_names, outs)}
+
+
+class TokenKVGraph(FlatGraph):
     """tokens[B,S] + positions[B,S] + past K/V per layer -> logits[B,S,V] + present K/V."""
 
     opset = 17
@@ -73,11 +103,6 @@ class TokenKVGraph:
             axes[n] = {0: "batch", 2: "past_plus_seq"}
         return axes
 
-    def wrapper(self) -> nn.Module:
-        if getattr(self, "_flat", None) is None:
-            self._flat = self._make_wrapper()
-        return self._flat
-
     def _make_wrapper(self) -> nn.Module:
         graph = self
 
@@ -107,12 +132,6 @@ class TokenKVGraph:
     def empty_state(self, batch: int = 1) -> dict[str, np.ndarray]:
         z = np.zeros((batch, self.n_head, 0, self.head_dim), dtype=np.float32)
         return {n: z for n in self.state_in}
-
-    @torch.no_grad()
-    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        args = [torch.from_numpy(np.asarray(feed[n])) for n in self.input_names]
-        outs = self.wrapper()(*args)
-        return {n: t.numpy() for n, t in zip(self.output_names, outs)}
 
 
 def _positions(batch: int, start: int, length: int) -> np.ndarray:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import torch
 from torch import nn
 
+from antiphon.export.graphs import FlatGraph
 from antiphon.export.metadata import Signature, StatePair
 from antiphon.live.notes_voice import quantize
 
@@ -22,7 +22,7 @@ ROLLOUT_TPQ = 8  # the rollout quantizes times to 1/8 beat, as the default grid 
 ROLLOUT_PROMPT = [(60, 0.0, 0.5), (62, 0.5, 0.5), (64, 0.5, 0.5), (65, 0.5, 1.0), (67, 1.0, 2.0)]
 
 
-class NoteRNNGraph:
+class NoteRNNGraph(FlatGraph):
     opset = 17
 
     def __init__(self, model: nn.Module) -> None:
@@ -33,7 +33,6 @@ class NoteRNNGraph:
         self.n_layer, self.hidden, self.pitches = c.n_layer, c.hidden, c.pitches
         self.max_beats = c.max_beats
         self.max_context = c.block_size  # notes per training window (the state carries on)
-        self._flat: nn.Module | None = None
 
     def signature(self) -> Signature:
         state = [self.n_layer, "batch", self.hidden]
@@ -65,21 +64,19 @@ class NoteRNNGraph:
         axes.update({n: {1: "batch"} for n in ("past_h", "past_c", "present_h", "present_c")})
         return axes
 
-    def wrapper(self) -> nn.Module:
-        if self._flat is None:
-            graph = self
+    def _make_wrapper(self) -> nn.Module:
+        graph = self
 
-            class Flat(nn.Module):
-                def __init__(self) -> None:
-                    super().__init__()
-                    self.model = graph.model
+        class Flat(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = graph.model
 
-                def forward(self, pitch, step, duration, past_h, past_c):  # type: ignore[no-untyped-def]
-                    logits, s, d, (h, c) = self.model(pitch, step, duration, (past_h, past_c))
-                    return logits, s, d, h, c
+            def forward(self, pitch, step, duration, past_h, past_c):  # type: ignore[no-untyped-def]
+                logits, s, d, (h, c) = self.model(pitch, step, duration, (past_h, past_c))
+                return logits, s, d, h, c
 
-            self._flat = Flat().eval()
-        return self._flat
+        return Flat().eval()
 
     def empty_state(self, batch: int = 1) -> dict[str, np.ndarray]:
         z = np.zeros((self.n_layer, batch, self.hidden), dtype=np.float32)
@@ -101,12 +98,6 @@ class NoteRNNGraph:
             out = self.run({**self.random_notes(rng, batch, past), **state})
             state = {"past_h": out["present_h"], "past_c": out["present_c"]}
         return {**self.random_notes(rng, batch, seq), **state}
-
-    @torch.no_grad()
-    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        args = [torch.from_numpy(np.asarray(feed[n])) for n in self.input_names]
-        outs = self.wrapper()(*args)
-        return {n: t.numpy() for n, t in zip(self.output_names, outs)}
 
     def rollout(self, run: RunFn, n: int) -> list[tuple[int, int, int]]:
         """A deterministic melody through ``run``: a five-note prompt, then the argmax pitch

@@ -18,10 +18,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from antiphon.export.graphs import FlatGraph
 from antiphon.export.metadata import Signature, StatePair
 
 
-class FixedStateGraph:
+class FixedStateGraph(FlatGraph):
     """tokens[B,S] + fixed-size state -> logits[B,S,V] + new state (same names, _in -> _out).
 
     Subclasses set ``state_in``, ``state_out`` and ``state_shapes`` (ints and "batch")."""
@@ -61,11 +62,6 @@ class FixedStateGraph:
             axes[i] = axes[o] = {s.index("batch"): "batch"}
         return axes
 
-    def wrapper(self) -> nn.Module:
-        if getattr(self, "_flat", None) is None:
-            self._flat = self._make_wrapper()
-        return self._flat
-
     def _make_wrapper(self) -> nn.Module:
         graph = self
 
@@ -98,12 +94,6 @@ class FixedStateGraph:
             out = self.run({"tokens": prefix, **state})
             state = {i: out[o] for i, o in zip(self.state_in, self.state_out)}
         return {"tokens": rng.integers(0, self.vocab_size, size=(batch, seq)), **state}
-
-    @torch.no_grad()
-    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        args = [torch.from_numpy(np.asarray(feed[n])) for n in self.input_names]
-        outs = self.wrapper()(*args)
-        return {n: t.numpy() for n, t in zip(self.output_names, outs)}
 
 
 class TokenRNNGraph(FixedStateGraph):
