@@ -88,15 +88,22 @@ def _worker_tokenizer(key: str) -> Tokenizer:
     return _TOKENIZERS[key]
 
 
-def _cache_key(corpus: Corpus, tokenizer: Tokenizer) -> str:
+def corpus_cache_key(corpus: Corpus, *prefix: str) -> str:
+    """A cache file's key: what it was made with (``prefix``: format, settings), the corpus
+    folder, and each file's name and size, so a changed corpus never reads a stale cache."""
     h = hashlib.sha1()
-    h.update(json.dumps(tokenizer.to_params(), sort_keys=True).encode())
+    for part in prefix:
+        h.update(part.encode())
     h.update(str(corpus.root.resolve()).encode())
     for f in corpus.files:
         p = corpus.root / f
         h.update(f.encode())
         h.update(str(p.stat().st_size if p.exists() else -1).encode())
     return h.hexdigest()[:16]
+
+
+def _cache_key(corpus: Corpus, tokenizer: Tokenizer) -> str:
+    return corpus_cache_key(corpus, json.dumps(tokenizer.to_params(), sort_keys=True))
 
 
 def tokenize_corpus(

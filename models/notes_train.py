@@ -13,7 +13,6 @@ bigram (smoothing chosen on valid) and predicting the mean step and duration.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -28,7 +27,7 @@ import torch
 
 from antiphon.errors import UserError
 from antiphon.models.corpus import SPLITS, Corpus, resolve_corpus
-from antiphon.models.dataset import TokenSplit, cache_root, progress_interval
+from antiphon.models.dataset import TokenSplit, cache_root, corpus_cache_key, progress_interval
 from antiphon.models.nll import Bigram
 from antiphon.models.notes import Grid, Performance, read_performance
 from antiphon.models.registry import family
@@ -91,14 +90,9 @@ def _read_one(args: tuple[dict, str]) -> np.ndarray | None:
 
 
 def _cache_key(corpus: Corpus, grid: Grid) -> str:
-    h = hashlib.sha1(f"notes/{_CACHE_FORMAT}".encode())
-    h.update(json.dumps(grid.to_dict(), sort_keys=True).encode())
-    h.update(str(corpus.root.resolve()).encode())
-    for f in corpus.files:
-        p = corpus.root / f
-        h.update(f.encode())
-        h.update(str(p.stat().st_size if p.exists() else -1).encode())
-    return h.hexdigest()[:16]
+    return corpus_cache_key(
+        corpus, f"notes/{_CACHE_FORMAT}", json.dumps(grid.to_dict(), sort_keys=True)
+    )
 
 
 def read_note_corpus(
