@@ -61,9 +61,11 @@ class FlatGraph(abc.ABC):
 
 
 class TokenKVGraph(FlatGraph):
-    """tokens[B,S] + positions[B,S] + past K/V per layer -> logits[B,S,V] + present K/V."""
+    """tokens[B,S] + positions[B,S] + cache lengths + K/V buffers per layer -> logits[B,S,V]
+    + the buffers with the new rows written (``models.transformer.BufferAttention``)."""
 
     opset = 17
+    lengths = ("seqlens_k", "total_sequence_length")
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model.eval()
@@ -72,35 +74,37 @@ class TokenKVGraph(FlatGraph):
         self.vocab_size, self.max_context = c.vocab_size, c.block_size
         self.state_in = [f"past_{kv}_{i}" for i in range(self.n_layer) for kv in ("key", "value")]
         self.state_out = [n.replace("past_", "present_") for n in self.state_in]
-        self.input_names = ["tokens", "positions", *self.state_in]
+        self.input_names = ["tokens", "positions", *self.lengths, *self.state_in]
         self.output_names = ["logits", *self.state_out]
 
     def signature(self) -> Signature:
-        kv_in = ["batch", self.n_head, "past", self.head_dim]
-        kv_out = ["batch", self.n_head, "past+seq", self.head_dim]
+        kv = ["batch", self.n_head, "capacity", self.head_dim]
         return Signature(
             inputs={
                 "tokens": ["batch", "seq"],
                 "positions": ["batch", "seq"],
-                **{n: kv_in for n in self.state_in},
+                "seqlens_k": ["batch"],
+                "total_sequence_length": [],
+                **{n: kv for n in self.state_in},
             },
             outputs={
                 "logits": ["batch", "seq", self.vocab_size],
-                **{n: kv_out for n in self.state_out},
+                **{n: kv for n in self.state_out},
             },
-            state=[StatePair(i, o, 2, kv_in) for i, o in zip(self.state_in, self.state_out)],
+            state=[
+                StatePair(i, o, 2, kv, inplace=True) for i, o in zip(self.state_in, self.state_out)
+            ],
         )
 
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
         axes: dict[str, dict[int, str]] = {
             "tokens": {0: "batch", 1: "seq"},
             "positions": {0: "batch", 1: "seq"},
+            "seqlens_k": {0: "batch"},
             "logits": {0: "batch", 1: "seq"},
         }
-        for n in self.state_in:
-            axes[n] = {0: "batch", 2: "past"}
-        for n in self.state_out:
-            axes[n] = {0: "batch", 2: "past_plus_seq"}
+        for n in [*self.state_in, *self.state_out]:
+            axes[n] = {0: "batch", 2: "capacity"}
         return axes
 
     def _make_wrapper(self) -> nn.Module:
@@ -111,26 +115,35 @@ class TokenKVGraph(FlatGraph):
                 super().__init__()
                 self.model = graph.model
 
-            def forward(self, tokens, positions, *past):  # type: ignore[no-untyped-def]
+            def forward(self, tokens, positions, seqlens_k, total, *past):  # type: ignore[no-untyped-def]
                 pairs = [(past[2 * i], past[2 * i + 1]) for i in range(graph.n_layer)]
-                logits, present = self.model(tokens, positions, pairs)
+                logits, present = self.model(tokens, positions, pairs, (seqlens_k, total))
                 return (logits, *[t for kv in present for t in kv])
 
         return Flat().eval()
 
     def feed(self, seq: int, past: int, batch: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
-        """Inputs for given sequence and cache lengths (cache from a real prefill)."""
+        """Inputs for given sequence and cache lengths (buffers filled by a real prefill)."""
         rng = np.random.default_rng(seed)
-        prefix = rng.integers(0, self.vocab_size, size=(batch, past))
         state = self.empty_state(batch)
         if past:
-            out = self.run({"tokens": prefix, "positions": _positions(batch, 0, past), **state})
+            prefix = rng.integers(0, self.vocab_size, size=(batch, past))
+            out = self.run({**self._step(prefix, 0), **state})
             state = {i: out[o] for i, o in zip(self.state_in, self.state_out)}
         tokens = rng.integers(0, self.vocab_size, size=(batch, seq))
-        return {"tokens": tokens, "positions": _positions(batch, past, seq), **state}
+        return {**self._step(tokens, past), **state}
+
+    def _step(self, tokens: np.ndarray, held: int) -> dict[str, np.ndarray]:
+        batch, seq = tokens.shape
+        return {
+            "tokens": tokens,
+            "positions": _positions(batch, held, seq),
+            "seqlens_k": np.full(batch, held + seq - 1, dtype=np.int32),
+            "total_sequence_length": np.asarray(held + seq, dtype=np.int32),
+        }
 
     def empty_state(self, batch: int = 1) -> dict[str, np.ndarray]:
-        z = np.zeros((batch, self.n_head, 0, self.head_dim), dtype=np.float32)
+        z = np.zeros((batch, self.n_head, self.max_context, self.head_dim), dtype=np.float32)
         return {n: z for n in self.state_in}
 
 

@@ -10,7 +10,8 @@ antiphon.format             contract version ("1")
 antiphon.family             model family name (``models.registry``)
 antiphon.representation     "tokens" (miditok ids)
 antiphon.signature          JSON: inputs/outputs with named dynamic axes, and the state pairs
-                            (past input -> present output, the axis that grows)
+                            (past input -> present output, the axis that holds the context,
+                            whether it is a buffer written in place)
 antiphon.max_context        longest context the model was trained on (tokens)
 antiphon.tokenizer          miditok's full tokenizer parameters (JSON, ``to_dict``)
 antiphon.vocab              token strings in id order (JSON list)
@@ -41,8 +42,14 @@ JSON_KEYS = ("signature", "tokenizer", "vocab", "grid", "config", "provenance", 
 class StatePair:
     input: str  # e.g. past_key_0
     output: str  # e.g. present_key_0
-    axis: int  # axis that grows with the context (-1: fixed size, recurrent state)
+    axis: int  # axis that holds the context (-1: fixed size, recurrent state)
     shape: list[Any]  # with symbolic names for dynamic axes
+    # False: the output is the input grown by the new steps along ``axis``. True: a buffer
+    # of fixed capacity along ``axis``; the graph also takes ``seqlens_k`` (int32 [batch],
+    # tokens held after the step - 1) and ``total_sequence_length`` (int32 scalar, tokens
+    # held after the step), reads rows [0, T) and writes the new rows [T-S, T) of the
+    # output, which the caller may bind to the very memory of the input.
+    inplace: bool = False
 
 
 @dataclass(frozen=True)

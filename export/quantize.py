@@ -13,9 +13,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
+from onnx import numpy_helper
 
 from antiphon.live.session import ModelFile
-from antiphon.live.stepper import TokenStepper, greedy
+from antiphon.live.stepper import greedy
 from antiphon.models.dataset import TokenSplit
 from antiphon.models.nll import model_nll
 
@@ -49,38 +51,86 @@ def quantize_file(fp32: str | Path, int8: str | Path) -> Path:
     logging.getLogger().setLevel(logging.ERROR)  # the quantizer's advice goes to the root logger
     with tempfile.TemporaryDirectory() as tmp:
         # Export keeps weights behind Transpose nodes (their names must survive for
-        # export.reload); folding them first is what lets MatMul weights become int8.
+        # export.reload); folding them first is what lets MatMul weights become int8, and
+        # folding them here under a known name (``W.T``) is what lets reload find them again.
+        transposed = Path(tmp) / "transposed.onnx"
+        proto = onnx.load(str(fp32))
+        fold_weight_transposes(proto)
+        onnx.save(proto, transposed)
         folded = Path(tmp) / "folded.onnx"
-        quant_pre_process(str(fp32), str(folded), skip_symbolic_shape=True)
+        quant_pre_process(str(transposed), str(folded), skip_symbolic_shape=True)
         quantize_dynamic(
             str(folded), str(int8), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"]
         )
     return int8
 
 
+TRANSPOSED = ".T"  # suffix of a weight stored transposed for MatMul
+QUANTIZED = "_quantized"  # onnxruntime's suffixes for a dynamically quantized weight
+SCALE, ZERO_POINT = "_scale", "_zero_point"
+
+
+def fold_weight_transposes(proto: onnx.ModelProto) -> int:
+    """Replace ``Transpose(W)`` of a 2-D initializer by an initializer ``W.T``."""
+    weights = {init.name: init for init in proto.graph.initializer}
+    keep, folded = [], 0
+    for node in proto.graph.node:
+        w = weights.get(node.input[0]) if node.op_type == "Transpose" and node.input else None
+        perm = [list(a.ints) for a in node.attribute if a.name == "perm"]
+        if w is None or len(w.dims) != 2 or perm not in ([], [[1, 0]]):
+            keep.append(node)
+            continue
+        t = numpy_helper.from_array(numpy_helper.to_array(w).T.copy(), w.name + TRANSPOSED)
+        proto.graph.initializer.append(t)
+        for other in proto.graph.node:
+            for j, i in enumerate(other.input):
+                if i == node.output[0]:
+                    other.input[j] = t.name
+        for out in proto.graph.output:
+            if out.name == node.output[0]:
+                raise ValueError("a graph output is a weight transpose")
+        folded += 1
+    del proto.graph.node[:]
+    proto.graph.node.extend(keep)
+    used = {i for node in keep for i in node.input}
+    unused = [init for init in proto.graph.initializer if init.name not in used]
+    for init in unused:
+        proto.graph.initializer.remove(init)
+    return folded
+
+
+def dequantized_weights(proto: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """The fp32 weights of an int8 file by their original names (``W.T`` transposed back):
+    what torch eager runs when it is compared with onnxruntime on a quantized model."""
+    inits = {i.name: i for i in proto.graph.initializer}
+    out = {}
+    for name, init in inits.items():
+        if not name.endswith(QUANTIZED):
+            continue
+        base = name[: -len(QUANTIZED)]
+        q = numpy_helper.to_array(init).astype(np.float32)
+        scale = numpy_helper.to_array(inits[base + SCALE]).astype(np.float32)
+        zero = numpy_helper.to_array(inits[base + ZERO_POINT]).astype(np.float32)
+        w = (q - zero) * scale
+        if base.endswith(TRANSPOSED):
+            base, w = base[: -len(TRANSPOSED)], w.T
+        out[base] = np.ascontiguousarray(w)
+    return out
+
+
 def _scorer(mf: ModelFile):  # type: ignore[no-untyped-def]
-    stepper = TokenStepper(mf.run, mf.info.signature, mf.info.max_context)
-
-    def score(window: np.ndarray) -> np.ndarray:
-        feed = dict(stepper.empty().arrays)
-        feed["tokens"] = np.asarray(window, dtype=np.int64)[None]
-        if stepper.uses_positions:
-            feed["positions"] = np.arange(len(window), dtype=np.int64)[None]
-        logits = mf.run(feed)["logits"][0].astype(np.float64)
-        logits -= logits.max(axis=-1, keepdims=True)
-        return logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
-
-    return score
+    stepper = mf.stepper()
+    return lambda window: stepper.log_probs(list(window))
 
 
 def compare(fp32: ModelFile, int8: ModelFile, split: TokenSplit | None, source: str) -> QuantReport:
-    sig, ctx = fp32.info.signature, fp32.info.max_context
+    ctx = fp32.info.max_context
     prompt = [1, *range(4, 20)]
-    a = greedy(TokenStepper(fp32.run, sig, ctx), prompt, 64)
-    b = greedy(TokenStepper(int8.run, sig, ctx), prompt, 64)
+    a = greedy(fp32.stepper(), prompt, 64)
+    b = greedy(int8.stepper(), prompt, 64)
     if split is None:
         # No corpus at hand: score fp32's own greedy continuation of a longer run.
-        toks = np.asarray([*prompt, *greedy(TokenStepper(fp32.run, sig, ctx), prompt, 256)])
+        toks = np.asarray([*prompt, *greedy(fp32.stepper(), prompt, 256)])
         split = TokenSplit(toks.astype(np.int32), np.asarray([0, len(toks)]))
         source = "fp32 greedy tokens"
     block = min(ctx, 256)

@@ -1,6 +1,7 @@
 """Rebuild the torch model from an exported ``.onnx`` (config from metadata, weights from
 initializers), so a shipped model can be benchmarked against torch eager without its
-checkpoint. Export keeps initializer names equal to the state_dict keys for this."""
+checkpoint. Export keeps initializer names equal to the state_dict keys for this; an int8 file
+gives its weights dequantized (``export.quantize`` names them so they can be found)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from onnx import numpy_helper
 
 from antiphon.errors import UserError
 from antiphon.export.metadata import ModelInfo
+from antiphon.export.quantize import dequantized_weights
 from antiphon.models.registry import family
 
 WRAPPER_PREFIX = "model."
@@ -21,9 +23,11 @@ def torch_from_onnx(path: str | Path) -> torch.nn.Module:
     proto = onnx.load(str(path))
     info = ModelInfo.from_props({p.key: p.value for p in proto.metadata_props}, str(path))
     model = family(info.family).build(info.config)
+    arrays = {init.name: numpy_helper.to_array(init) for init in proto.graph.initializer}
+    for name, w in dequantized_weights(proto).items():  # an int8 file's quantized weights
+        arrays.setdefault(name, w)  # (a tied weight the file also keeps in fp32 stays fp32)
     weights = {
-        init.name.removeprefix(WRAPPER_PREFIX): torch.from_numpy(numpy_helper.to_array(init).copy())
-        for init in proto.graph.initializer
+        name.removeprefix(WRAPPER_PREFIX): torch.from_numpy(a.copy()) for name, a in arrays.items()
     }
     expected = model.state_dict()
     usable = {k: v for k, v in weights.items() if k in expected and v.shape == expected[k].shape}
@@ -39,6 +43,6 @@ def torch_from_onnx(path: str | Path) -> torch.nn.Module:
     if missing:
         raise UserError(
             f"{path}: cannot rebuild the torch model; weights missing from the graph: "
-            f"{', '.join(sorted(missing)[:4])} (int8 files cannot be rebuilt: use the fp32 file)"
+            f"{', '.join(sorted(missing)[:4])}"
         )
     return model.eval()

@@ -132,16 +132,7 @@ def token_nll(model: ModelFile, pieces: list[Path]) -> tuple[float | None, int]:
     block = min(model.info.max_context, 256)
 
     def score(window: np.ndarray) -> np.ndarray:
-        if hasattr(stepper, "log_probs"):  # an encoder-decoder scores its own way
-            return stepper.log_probs(list(window))
-        state = stepper.feed(stepper.empty(), [])  # empty state
-        feed = dict(state.arrays)
-        feed["tokens"] = np.asarray(window, dtype=np.int64)[None]
-        if stepper.uses_positions:
-            feed["positions"] = np.arange(len(window), dtype=np.int64)[None]
-        logits = model.run(feed)["logits"][0].astype(np.float64)
-        logits -= logits.max(axis=-1, keepdims=True)
-        return logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+        return stepper.log_probs(list(window))
 
     nll, n = model_nll(score, split, block)
     return nll, n

@@ -27,7 +27,7 @@ import numpy as np
 from antiphon.errors import UserError
 from antiphon.live.sampling import Sampler
 from antiphon.live.session import ModelFile
-from antiphon.live.stepper import State, TokenStepper
+from antiphon.live.stepper import State
 from antiphon.models.codec import Decoded, MidiLikeCodec
 from antiphon.models.notes import Grid, TickEvents
 
@@ -94,7 +94,7 @@ class TokenVoice:
         self.model = model
         self.grid = Grid.from_dict(info.grid)
         self.codec = MidiLikeCodec(info.vocab, self.grid)
-        self.stepper = TokenStepper(model.run, info.signature, info.max_context)
+        self.stepper = model.stepper()
         # A long pause is musically one long pause: the daemon caps the time shift it
         # writes (an offline file is encoded as it is) so idle minutes do not fill the window.
         self.max_gap = None if max_gap_beats is None else round(max_gap_beats * self.grid.tpq)

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from antiphon.errors import UserError
 from antiphon.export.metadata import ModelInfo
+
+if TYPE_CHECKING:
+    from antiphon.live.stepper import TokenStepper
 
 DEFAULT_MODEL = "default.onnx"
 
@@ -48,6 +52,7 @@ class ModelFile:
     def __init__(self, path: Path, info: ModelInfo, session: object) -> None:
         self.path, self.info, self.session = path, info, session
         self.output_names = [o.name for o in session.get_outputs()]  # type: ignore[attr-defined]
+        self._ort_values: dict[int, tuple[np.ndarray, object]] = {}
 
     @classmethod
     def open(cls, path: str | Path | None = None, *, threads: int = 1) -> ModelFile:
@@ -77,3 +82,44 @@ class ModelFile:
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outs = self.session.run(self.output_names, feed)  # type: ignore[attr-defined]
         return dict(zip(self.output_names, outs))
+
+    def run_bound(
+        self, feed: dict[str, np.ndarray], bound: list[tuple[str, str, np.ndarray]]
+    ) -> dict[str, np.ndarray]:
+        """Run with each (input, output, array) of ``bound`` read and written in place (IO
+        binding: a KV buffer is neither copied in nor out); returns the other outputs."""
+        import onnxruntime as ort
+
+        binding = self.session.io_binding()  # type: ignore[attr-defined]
+        for name, value in feed.items():
+            binding.bind_cpu_input(name, np.ascontiguousarray(value))
+        written = {out for _, out, _ in bound}
+        rest = [n for n in self.output_names if n not in written]
+        for name in rest:
+            binding.bind_output(name)
+        for inp, out, array in bound:
+            value = self._ort_value(array, ort)
+            binding.bind_ortvalue_input(inp, value)
+            binding.bind_ortvalue_output(out, value)
+        self.session.run_with_iobinding(binding)  # type: ignore[attr-defined]
+        outs = binding.get_outputs()
+        return {name: outs[i].numpy() for i, name in enumerate(rest)}
+
+    def _ort_value(self, array: np.ndarray, ort):  # type: ignore[no-untyped-def]
+        """An OrtValue sharing ``array``'s memory, made once per array (a state's buffers
+        are bound every step). Keyed by identity; the array is kept so its id stays its."""
+        key = id(array)
+        hit = self._ort_values.get(key)
+        if hit is not None and hit[0] is array:
+            return hit[1]
+        if len(self._ort_values) >= 64:
+            self._ort_values.clear()
+        value = ort.OrtValue.ortvalue_from_numpy(array)
+        self._ort_values[key] = (array, value)
+        return value
+
+    def stepper(self) -> TokenStepper:
+        """A token stepper over this session, writing KV buffers in place."""
+        from antiphon.live.stepper import TokenStepper
+
+        return TokenStepper(self.run, self.info.signature, self.info.max_context, self.run_bound)

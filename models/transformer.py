@@ -68,6 +68,82 @@ def apply_rope(
     return x * cos + (x @ rot) * sin
 
 
+class BufferAttention(torch.autograd.Function):
+    """Attention over a fixed-capacity KV buffer, exported as one onnxruntime
+    ``GroupQueryAttention`` node (num_heads == kv_num_heads: plain multi-head attention).
+
+    The buffer form is what makes a decode step cost the same early and late in a context:
+    the new keys and values are written into rows [T-S, T) of a buffer of ``capacity`` rows
+    (T = ``seqlens_k`` + 1 tokens after this step) instead of concatenating a grown copy of
+    the cache, and when the caller binds the same memory as past and present (the daemon
+    does, through onnxruntime's IO binding) nothing is copied at all. Written out, the
+    concatenating form also costs ~40 ONNX nodes per layer against this one.
+
+    q, k, v: (B, S, C) with RoPE applied; past_*: (B, nh, capacity, hd); seqlens_k: (B,)
+    int32, T - 1; total: int32 scalar, T. Every batch entry holds T tokens. ``forward`` is
+    the reference (torch) semantics: a copy of the buffer with the new rows written, rows
+    at and beyond T left as they were."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, past_k, past_v, seqlens_k, total, n_head: int):  # type: ignore[no-untyped-def]
+        B, S, C = q.shape
+        T = int(seqlens_k[0]) + 1
+        P = T - S
+
+        def heads(t: torch.Tensor) -> torch.Tensor:
+            return t.view(B, S, n_head, C // n_head).transpose(1, 2)
+
+        k_all, v_all = past_k.clone(), past_v.clone()
+        k_all[:, :, P:T], v_all[:, :, P:T] = heads(k), heads(v)
+        att = (heads(q) @ k_all[:, :, :T].transpose(2, 3)) * (1.0 / math.sqrt(C // n_head))
+        hidden = torch.arange(T).unsqueeze(0) > torch.arange(P, T).unsqueeze(1)  # causal
+        y = att.masked_fill(hidden, float("-inf")).softmax(dim=3) @ v_all[:, :, :T]
+        return y.transpose(1, 2).reshape(B, S, C), k_all, v_all
+
+    @staticmethod
+    def symbolic(g, q, k, v, past_k, past_v, seqlens_k, total, n_head):  # type: ignore[no-untyped-def]
+        y, k_all, v_all = g.op(
+            "com.microsoft::GroupQueryAttention",
+            q,
+            k,
+            v,
+            past_k,
+            past_v,
+            seqlens_k,
+            total,
+            num_heads_i=n_head,
+            kv_num_heads_i=n_head,
+            outputs=3,
+        )
+        # The exporter cannot infer a contrib op's output types; they are its inputs'.
+        y.setType(q.type())
+        k_all.setType(past_k.type())
+        v_all.setType(past_v.type())
+        return y, k_all, v_all
+
+
+class _FastGelu(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):  # type: ignore[no-untyped-def]
+        return F.gelu(x, approximate="tanh")
+
+    @staticmethod
+    def symbolic(g, x):  # type: ignore[no-untyped-def]
+        y = g.op("com.microsoft::FastGelu", x)
+        y.setType(x.type())
+        return y
+
+
+class TanhGelu(nn.Module):
+    """GELU (tanh approximation); exported as onnxruntime's FastGelu, one node instead of
+    the eight of its formula."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.onnx.is_in_onnx_export():
+            return _FastGelu.apply(x)
+        return F.gelu(x, approximate="tanh")
+
+
 class Attention(nn.Module):
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
@@ -103,6 +179,32 @@ class Attention(nn.Module):
         y = y.transpose(1, 2).reshape(B, S, C)
         return self.proj(y), k, v
 
+    def buffered(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        past_k: torch.Tensor,
+        past_v: torch.Tensor,
+        lengths: tuple[torch.Tensor, torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The KV-buffer form (``BufferAttention``). RoPE is applied in (B, S, heads, hd)
+        layout, so q, k and v reach the fused kernel without a transpose."""
+        B, S, C = x.shape
+        cos, sin, rot = rope
+        cos, sin = cos.transpose(1, 2).unsqueeze(2), sin.transpose(1, 2).unsqueeze(2)
+        qk, v = self.qkv(x).view(B, S, 3, self.n_head, self.head_dim).split([2, 1], dim=2)
+        q, k = apply_rope(qk, cos, sin, rot).split(1, dim=2)  # (B, S, 1, nh, hd) each
+        y, k_all, v_all = BufferAttention.apply(
+            q.reshape(B, S, C),
+            k.reshape(B, S, C),
+            v.reshape(B, S, C),
+            past_k,
+            past_v,
+            *lengths,
+            self.n_head,
+        )
+        return self.proj(y), k_all, v_all
+
 
 class Block(nn.Module):
     def __init__(self, config: TransformerConfig) -> None:
@@ -112,13 +214,16 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(config.n_embd)
         self.mlp = nn.Sequential(
             nn.Linear(config.n_embd, 4 * config.n_embd, bias=False),
-            nn.GELU(approximate="tanh"),
+            TanhGelu(),
             nn.Linear(4 * config.n_embd, config.n_embd, bias=False),
             nn.Dropout(config.dropout),
         )
 
-    def forward(self, x, rope, mask, past_k=None, past_v=None):  # type: ignore[no-untyped-def]
-        a, k, v = self.attn(self.ln1(x), rope, mask, past_k, past_v)
+    def forward(self, x, rope, mask, past_k=None, past_v=None, lengths=None):  # type: ignore[no-untyped-def]
+        if lengths is not None:
+            a, k, v = self.attn.buffered(self.ln1(x), rope, past_k, past_v, lengths)
+        else:
+            a, k, v = self.attn(self.ln1(x), rope, mask, past_k, past_v)
         x = x + a
         x = x + self.mlp(self.ln2(x))
         return x, k, v
@@ -154,14 +259,18 @@ class Transformer(nn.Module):
         tokens: torch.Tensor,  # (B, S) int64
         positions: torch.Tensor | None = None,  # (B, S) int64; default 0..S-1
         past: list[tuple[torch.Tensor, torch.Tensor]] | None = None,  # per layer (B, nh, P, hd)
+        lengths: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """``past`` is either the grown cache (concatenated to, the eager form) or, with
+        ``lengths`` = (seqlens_k, total) given, fixed-capacity buffers written in place by
+        rows (``BufferAttention``: the exported form)."""
         B, S = tokens.shape
         if positions is None:
             positions = torch.arange(S, device=tokens.device).unsqueeze(0).expand(B, S)
         cos, sin = rope_tables(positions, self.config.head_dim, self.config.rope_base)
         rope = (cos, sin, self.rot)
         mask = None
-        if past is not None:
+        if past is not None and lengths is None:
             # Query i sits at cache position P+i and may see keys 0..P+i (once for all layers).
             P = past[0][0].shape[2]
             q_idx = torch.arange(S, device=tokens.device).unsqueeze(1) + P
@@ -173,7 +282,7 @@ class Transformer(nn.Module):
         present = []
         for i, block in enumerate(self.blocks):
             pk, pv = past[i] if past is not None else (None, None)
-            x, k, v = block(x, rope, mask, pk, pv)
+            x, k, v = block(x, rope, mask, pk, pv, lengths)
             present.append((k, v))
         logits = self.head(self.ln_f(x))  # (B, S, V)
         return logits, present

@@ -57,6 +57,15 @@ def test_export_is_verified(family_model) -> None:
     assert len(info.verification["cases"]) >= 3
 
 
+def test_bench_compares_with_torch_eager(family_model) -> None:
+    from antiphon.export.bench import bench
+
+    _, path = family_model
+    r = bench(path, context=16, steps=20, warmup=2)
+    assert [row.engine for row in r.rows] == ["onnxruntime", "torch eager"]
+    assert all(row.p50_ms > 0 for row in r.rows) and r.speedup > 0
+
+
 def test_continue_works(family_model, chorale, tmp_path) -> None:
     from antiphon.live.continuation import ContinueOptions, continue_file
     from antiphon.live.sampling import Sampling

@@ -32,7 +32,8 @@ def test_exported_file_describes_itself(tiny_onnx, tiny_checkpoint) -> None:
     # dynamic axes are named in the graph itself, not only in the metadata
     graph_inputs = {i.name: i.shape for i in mf.session.get_inputs()}
     assert graph_inputs["tokens"] == ["batch", "seq"]
-    assert graph_inputs["past_key_0"][2] == "past"
+    assert graph_inputs["past_key_0"][2] == "capacity"  # a KV buffer written in place
+    assert all(p.inplace and p.axis == 2 for p in info.signature.state)
     assert info.verification["greedy_identical"] is True
     assert info.verification["max_abs_diff"] <= ATOL
 
@@ -129,6 +130,42 @@ def test_int8_weights_really_are_int8(tiny_onnx, tmp_path) -> None:
     ops = {n.op_type for n in q.graph.node}
     assert "MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops
     assert any(i.data_type == onnx.TensorProto.INT8 for i in q.graph.initializer)
+
+
+def test_an_int8_file_rebuilds_torch_with_its_dequantized_weights(tiny_onnx, tmp_path) -> None:
+    """``antiphon bench`` compares an int8 file with torch running the very weights the
+    file holds: each within half a quantization step of the fp32 original."""
+    from antiphon.export.quantize import dequantized_weights, quantize_file
+    from antiphon.export.reload import torch_from_onnx
+
+    q = quantize_file(tiny_onnx, tmp_path / "q8.onnx")
+    deq = dequantized_weights(onnx.load(str(q)))
+    assert "model.blocks.0.mlp.0.weight" in deq  # found again by name, transposed back
+    fp32 = torch_from_onnx(tiny_onnx).state_dict()
+    int8 = torch_from_onnx(q).state_dict()
+    assert fp32.keys() == int8.keys()
+    w32, w8 = fp32["blocks.0.mlp.0.weight"].numpy(), int8["blocks.0.mlp.0.weight"].numpy()
+    step = np.abs(w32).max() / 127
+    assert w8.shape == w32.shape and 0 < np.abs(w8 - w32).max() <= step / 2 + 1e-7
+    assert np.array_equal(int8["ln_f.weight"].numpy(), fp32["ln_f.weight"].numpy())
+
+
+def test_bench_times_onnxruntime_against_torch_eager(tiny_onnx, tmp_path) -> None:
+    from antiphon.export.bench import bench, format_table
+    from antiphon.export.onnx_export import update_metadata
+    from antiphon.export.quantize import quantize_file
+
+    r = bench(tiny_onnx, context=40, steps=30, warmup=3)
+    assert [row.engine for row in r.rows] == ["onnxruntime", "torch eager"]
+    assert r.context == 40 and all(row.p50_ms > 0 for row in r.rows)
+    assert r.speedup == r.rows[1].p50_ms / r.rows[0].p50_ms
+    assert "faster than torch eager at p50" in format_table(r)
+    # an int8 file adds torch's own int8 as a like-for-like row
+    q = quantize_file(tiny_onnx, tmp_path / "q8.onnx")
+    update_metadata(q, provenance={"quantization": {"int8_dynamic": {}}})
+    r8 = bench(q, context=40, steps=30, warmup=3)
+    assert [row.engine for row in r8.rows] == ["onnxruntime", "torch eager", "torch eager int8"]
+    assert r8.speedup == min(r8.speedups.values())
 
 
 def test_reshapes_get_constant_targets(tiny_onnx) -> None:

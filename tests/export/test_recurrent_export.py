@@ -14,7 +14,6 @@ pytest.importorskip("onnx")
 from antiphon.export.onnx_export import export_checkpoint, update_metadata  # noqa: E402
 from antiphon.export.verify import ATOL, verify  # noqa: E402
 from antiphon.live.session import ModelFile  # noqa: E402
-from antiphon.live.stepper import TokenStepper  # noqa: E402
 from antiphon.models.registry import family  # noqa: E402
 from antiphon.models.tokenizer import Tokenizer  # noqa: E402
 from antiphon.models.train import CHECKPOINT_FORMAT, versions  # noqa: E402
@@ -98,7 +97,7 @@ def test_the_stepper_steps_in_constant_size_past_the_window(exported) -> None:  
 
     _, _, path = exported
     mf = ModelFile.open(path)
-    stepper = TokenStepper(mf.run, mf.info.signature, mf.info.max_context)
+    stepper = mf.stepper()
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, len(mf.info.vocab), size=150).tolist()  # beyond the 80 window
     state = stepper.feed(stepper.empty(), tokens[:50])

@@ -36,6 +36,31 @@ def test_cached_forward_equals_uncached() -> None:
 
 
 @torch.no_grad()
+def test_buffer_form_equals_the_grown_cache() -> None:
+    """The exported form (fixed-capacity KV buffers written by rows) computes what the
+    eager form (a cache grown by concatenation) computes, and leaves rows beyond the tokens
+    held untouched."""
+    m = tiny()
+    x = torch.randint(0, 40, (1, 30))
+    full, _ = m(x)
+    capacity = 40
+    buffers = [(torch.zeros(1, 2, capacity, 16), torch.zeros(1, 2, capacity, 16))] * 2
+    outs, held = [], 0
+    for start, stop in ((0, 11), *((i, i + 1) for i in range(11, 25)), (25, 30)):
+        n = stop - start
+        lengths = (torch.tensor([held + n - 1], dtype=torch.int32), torch.tensor(held + n))
+        logits, buffers = m(x[:, start:stop], torch.arange(start, stop)[None], buffers, lengths)
+        outs.append(logits)
+        held += n
+    assert torch.allclose(torch.cat(outs, dim=1), full, atol=1e-5)
+    _, grown = m(x, None, m.empty_cache())
+    for (kb, vb), (kg, vg) in zip(buffers, grown):
+        assert torch.allclose(kb[:, :, :30], kg, atol=1e-6)
+        assert torch.allclose(vb[:, :, :30], vg, atol=1e-6)
+        assert not kb[:, :, 30:].any() and not vb[:, :, 30:].any()
+
+
+@torch.no_grad()
 def test_positions_are_relative_so_a_slid_window_sees_the_same_distances() -> None:
     m = tiny()
     x = torch.randint(0, 40, (1, 20))
