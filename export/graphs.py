@@ -25,6 +25,7 @@ encoder and a decoder step merged into one file).
 from __future__ import annotations
 
 import abc
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -65,6 +66,7 @@ class TokenKVGraph(FlatGraph):
     + the buffers with the new rows written (``models.transformer.BufferAttention``)."""
 
     opset = 17
+    custom_opsets = MappingProxyType({"com.microsoft": 1})  # GroupQueryAttention, FastGelu
     lengths = ("seqlens_k", "total_sequence_length")
 
     def __init__(self, model: nn.Module) -> None:

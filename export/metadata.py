@@ -135,3 +135,37 @@ class ModelInfo:
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise UserError(f"{source}: corrupt antiphon metadata ({exc})") from None
+
+    def describe(self) -> str:
+        """What ``antiphon eval --model M`` prints: where the model came from and how its
+        export was checked."""
+        prov, ver = self.provenance, self.verification
+        lines = [
+            f"family {self.family} ({self.representation}), context {self.max_context}",
+            f"config {json.dumps(self.config, sort_keys=True)}",
+        ]
+        corpus = prov.get("corpus") or {}
+        if corpus:
+            lines.append(f"corpus {corpus.get('name', '?')}: {json.dumps(corpus, sort_keys=True)}")
+        if prov.get("steps") is not None:
+            lines.append(f"trained {prov['steps']} steps")
+        if prov.get("valid_nll") is not None:
+            bigram = prov.get("bigram_valid_nll")
+            vs = f" (bigram baseline {bigram:.4f})" if bigram is not None else ""
+            lines.append(f"valid NLL/token {prov['valid_nll']:.4f}{vs}")
+        if ver:
+            lines.append(
+                f"export verified: max abs diff {ver.get('max_abs_diff', float('nan')):.2e} "
+                f"(tolerance {ver.get('tolerance')}), greedy tokens identical: "
+                f"{ver.get('greedy_identical')}"
+            )
+        q = (prov.get("quantization") or {}).get("int8_dynamic")
+        if q:
+            lines.append(
+                f"int8 dynamic quantization: teacher-forced top-1 agreement "
+                f"{q['teacher_forced_agreement']:.1%}, greedy agreement "
+                f"{q['greedy_agreement']:.0%}, NLL/token {q['nll_fp32']:.4f} -> "
+                f"{q['nll_int8']:.4f} ({q['nll_change']:+.4f}) on {q['eval_tokens']} tokens "
+                f"of {q['eval_source']}"
+            )
+        return "\n".join(lines)

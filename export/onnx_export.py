@@ -67,8 +67,8 @@ def export_graph(graph: Any, out: str | Path) -> onnx.ModelProto:
             output_names=graph.output_names,
             dynamic_axes=graph.dynamic_axes(),
             opset_version=graph.opset,
-            # Fused onnxruntime kernels some models export to (see models.transformer).
-            custom_opsets={"com.microsoft": 1},
+            # onnxruntime's fused kernels, where a model exports to them (models.transformer)
+            custom_opsets=dict(getattr(graph, "custom_opsets", {})),
             dynamo=False,
             # Keep initializer names equal to the state_dict keys, so the torch model can be
             # rebuilt from the .onnx alone (`antiphon bench` compares against torch eager).

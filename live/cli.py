@@ -276,8 +276,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         result = build_report(args.report, models=args.models, out=Path(args.output))
         print(Path(args.output).read_text())
+    elif args.model:
+        from antiphon.live.session import ModelFile
+
+        info = ModelFile.open(args.model).info
+        print(info.describe())
+        result = info.to_props()
     else:
-        raise UserError("antiphon eval needs --polyphonic, --generated/--reference or --report")
+        raise UserError(
+            "antiphon eval needs --polyphonic, --generated/--reference, --report or --model"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return 0
@@ -390,7 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="objective metrics, benchmark NLL and the family comparison")
     p.add_argument("--polyphonic", default=None, help="a benchmark file (JSB, Nottingham, ...)")
     p.add_argument("--split", default="valid", help="split of --polyphonic (default valid)")
-    p.add_argument("--model", default=None, help="ONNX model to score")
+    p.add_argument(
+        "--model", default=None, help="ONNX model to score (alone: describe where it came from)"
+    )
     p.add_argument("--generated", default=None, help="folder of generated MIDI files")
     p.add_argument("--reference", default=None, help="folder of reference MIDI files")
     p.add_argument("--plots", default=None, help="write PNG plots into this folder")

@@ -173,6 +173,14 @@ def test_continue_end_to_end_prints_what_it_made(tiny_onnx, chorale, tmp_path) -
     mido.MidiFile(tmp_path / "o.mid")  # valid MIDI
 
 
+def test_eval_describes_a_model(tiny_onnx) -> None:
+    proc = antiphon("eval", "--model", str(tiny_onnx))
+    assert proc.returncode == 0, proc.stderr
+    assert "family transformer (tokens), context 96" in proc.stdout
+    assert "greedy tokens identical: True" in proc.stdout
+    assert_one_line_error(antiphon("eval"), "--model")
+
+
 def test_live_side_never_imports_torch() -> None:
     code = (
         "import sys\n"
