@@ -79,6 +79,34 @@ def test_the_window_slides_and_keeps_the_most_recent_tokens(bound: bool) -> None
     assert long.length == 16 and said(long) == sum(range(25, 41))
 
 
+GROWN = Signature(
+    inputs={"tokens": ["batch", "seq"], "past": ["batch", 1, "past", 1]},
+    outputs={"logits": ["batch", "seq", V], "present": ["batch", 1, "past+seq", 1]},
+    state=[StatePair("past", "present", 2, ["batch", 1, "past", 1])],
+)
+
+
+def run_grown(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A file exported before the KV buffers: the cache comes back grown by the new rows."""
+    tokens = feed["tokens"][0]
+    present = np.concatenate([feed["past"], tokens.astype(np.float32)[None, None, :, None]], 2)
+    sums = np.cumsum(present[0, 0, :, 0])[-len(tokens) :].astype(np.int64) % V
+    logits = np.zeros((1, len(tokens), V), dtype=np.float32)
+    logits[0, np.arange(len(tokens)), sums] = 1.0
+    return {"logits": logits, "present": present}
+
+
+def test_a_grown_cache_still_steps_forks_and_slides() -> None:
+    st = TokenStepper(run_grown, GROWN, max_context=16)
+    base = st.feed(st.empty(), [1, 2, 3])
+    assert (said(st.feed(base, [4])), said(st.feed(base, [5]))) == (10, 11)
+    state = base
+    for t in range(4, 41):
+        state = st.feed(state, [t])
+        assert state.length <= 16 and state.arrays["past"].shape[2] == state.length
+        assert said(state) == sum(range(t - state.length + 1, t + 1)) % V
+
+
 def test_log_probs_scores_every_position_of_a_window() -> None:
     st = TokenStepper(run_copy, SIG, max_context=64, run_bound=run_bound)
     lp = st.log_probs([1, 2, 3])
