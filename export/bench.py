@@ -45,6 +45,7 @@ class BenchResult:
     steps: int
     threads: int
     rows: list[Latency]
+    int8: bool = False  # the file is dynamically quantized (torch also runs its own int8)
 
     @property
     def speedups(self) -> dict[str, float]:
@@ -100,7 +101,8 @@ def bench(
         _ort_engine(mf, model, context, seed),
         ("torch eager", _eager(info.family, model, context, seed)),
     ]
-    if info.provenance.get("quantization"):
+    int8 = bool(info.provenance.get("quantization"))
+    if int8:
         with warnings.catch_warnings():  # torch.ao's eager quantization is deprecated, works
             warnings.simplefilter("ignore")
             qmodel = torch.ao.quantization.quantize_dynamic(
@@ -131,6 +133,7 @@ def bench(
         steps=steps,
         threads=threads,
         rows=[_summary(name, t) for name, t in times.items()],
+        int8=int8,
     )
 
 
@@ -206,7 +209,8 @@ def _state_steps(run, graph, pairs, context: int, seed: int) -> Callable[[], Ste
 
 def format_table(r: BenchResult) -> str:
     lines = [
-        f"model {r.model} ({r.family}, {r.params:,} parameters)",
+        f"model {r.model} ({r.family}, {r.params:,} parameters"
+        f"{', int8 dynamic quantization' if r.int8 else ''})",
         f"per-step decode, batch 1, warm state of {r.context} steps, {r.steps} steps, "
         f"{r.threads} thread(s)",
         f"{'engine':<18}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'tokens/s':>11}",

@@ -166,6 +166,7 @@ def test_bench_times_onnxruntime_against_torch_eager(tiny_onnx, tmp_path) -> Non
     r8 = bench(q, context=40, steps=30, warmup=3)
     assert [row.engine for row in r8.rows] == ["onnxruntime", "torch eager", "torch eager int8"]
     assert r8.speedup == min(r8.speedups.values())
+    assert r8.int8 and not r.int8 and "int8 dynamic quantization" in format_table(r8)
 
 
 def test_reshapes_get_constant_targets(tiny_onnx) -> None:
