@@ -119,8 +119,7 @@ def dequantized_weights(proto: onnx.ModelProto) -> dict[str, np.ndarray]:
 
 
 def _scorer(mf: ModelFile):  # type: ignore[no-untyped-def]
-    stepper = mf.stepper()
-    return lambda window: stepper.log_probs(list(window))
+    return mf.stepper().log_probs  # takes any sequence of token ids
 
 
 def compare(fp32: ModelFile, int8: ModelFile, split: TokenSplit | None, source: str) -> QuantReport:
