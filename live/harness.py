@@ -231,6 +231,12 @@ class Player:
         return {k: v for k, v in down.items() if v}
 
     def close(self) -> None:
+        # The ear's Python callback runs on JACK's thread: detach it before the port goes,
+        # or a message arriving during close_port calls into a half-freed object (seen
+        # once as a segfault in CI).
+        with contextlib.suppress(Exception):
+            self.inp.cancel_callback()
+        time.sleep(0.01)  # a few JACK periods: a callback already running finishes
         for port in (self.out, self.inp):
             with contextlib.suppress(Exception):
                 port.close_port()

@@ -351,6 +351,11 @@ class _RtPort:
     def close(self) -> None:
         with contextlib.suppress(self.error):
             if not self.midi.is_deleted:
+                # An input's Python callback runs on the backend's thread: detach it first,
+                # so no message arriving during close_port calls into a port being freed.
+                if self.kind == "in":
+                    self.midi.cancel_callback()
+                    self._settle()
                 self.midi.close_port()
                 self.midi.delete()
                 self._settle()
