@@ -11,8 +11,10 @@ and the keys of frame s below i: the same graph scores whole pieces in one run
 from __future__ import annotations
 
 import numpy as np
+import torch
 from torch import nn
 
+from antiphon.export.cells import StepGraph, gru_step
 from antiphon.export.graphs import FlatGraph
 from antiphon.export.metadata import Signature, StatePair
 from antiphon.live.frames_voice import FrameStepper, greedy_keys
@@ -72,6 +74,13 @@ class PianoRollGraph(FlatGraph):
 
         return Flat().eval()
 
+    def step_graph(self) -> StepGraph | None:
+        """The GRU's single-step form with its gates written out, which int8 quantization
+        reaches (``export.cells``); None for the LSTM, whose fp32 graph suffices."""
+        if self.model.config.cell != "gru":
+            return None
+        return StepGraph(self, _GRUFrameStep(self.model), ("frames", "logits"))
+
     def empty_state(self, batch: int = 1) -> dict[str, np.ndarray]:
         z = np.zeros((self.n_layer, batch, self.n_hidden), dtype=np.float32)
         return {n: z for n in self.state_in}
@@ -100,6 +109,17 @@ class PianoRollGraph(FlatGraph):
             keys, state, _ = stepper.sample(state, greedy_keys)
             frames.append(tuple(int(k) for k in keys))
         return frames
+
+
+class _GRUFrameStep(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model  # initializer names stay "model.<state_dict key>"
+
+    def forward(self, frames: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        _, new = gru_step(self.model.rnn, frames[:, 0], h)
+        # The frame's keys are conditioned on the top layer's state before it.
+        return self.model.head_logits(h[-1].unsqueeze(1), frames), new
 
 
 def _random_frames(rng: np.random.Generator, batch: int, seq: int, keys: int) -> np.ndarray:

@@ -54,7 +54,7 @@ def export_graph(graph: Any, out: str | Path) -> onnx.ModelProto:
     """Trace the adapter's flat wrapper at a small dummy and write the graph (no metadata)."""
     if hasattr(graph, "export_proto"):
         return graph.export_proto()
-    dummy = graph.feed(seq=3, past=2)
+    dummy = graph.feed(seq=getattr(graph, "dummy_seq", 3), past=2)  # single-step forms: 1
     args = tuple(torch.from_numpy(dummy[n]) for n in graph.input_names)
     buf = io.BytesIO()
     with warnings.catch_warnings():

@@ -23,21 +23,31 @@ from antiphon.models.polyphonic import benchmark_split
 CHUNK = 512  # frames per run: bounds the NADE head's memory on long pieces; state carries
 
 
-def frame_nlls(model: ModelFile, roll: np.ndarray, chunk: int = CHUNK) -> np.ndarray:
-    """NLL (nats) of each frame of one piece ``(T, K)``, from the empty state."""
+def frame_logits(model: ModelFile, roll: np.ndarray, chunk: int = CHUNK) -> np.ndarray:
+    """Key logits ``(T, K)`` of one piece ``(T, K)`` read from the empty state: key i of
+    frame s given the frames before s and the keys of frame s below i."""
     pairs = model.info.signature.state
     state = {
         p.input: np.zeros([1 if d == "batch" else d for d in p.shape], np.float32) for p in pairs
     }
-    out = np.zeros(len(roll), dtype=np.float64)
+    out = np.zeros(roll.shape, dtype=np.float64)
     for c in range(0, len(roll), chunk):
         x = roll[c : c + chunk].astype(np.float32)
         res = model.run({"frames": x[None], **state})
-        logits = res["logits"][0].astype(np.float64)  # (S, K)
-        # -log p(x | logit) for a Bernoulli with logit l: softplus(l) - x * l, stably
-        out[c : c + len(x)] = (np.logaddexp(0.0, logits) - x * logits).sum(-1)
+        out[c : c + len(x)] = res["logits"][0]
         state = {p.input: res[p.output] for p in pairs}
     return out
+
+
+def frame_nlls(model: ModelFile, roll: np.ndarray, chunk: int = CHUNK) -> np.ndarray:
+    """NLL (nats) of each frame of one piece ``(T, K)``, from the empty state."""
+    return bernoulli_nll(frame_logits(model, roll, chunk), roll)
+
+
+def bernoulli_nll(logits: np.ndarray, roll: np.ndarray) -> np.ndarray:
+    """NLL of each frame's keys given their logits (T, K) -> (T,)."""
+    # -log p(x | logit) for a Bernoulli with logit l: softplus(l) - x * l, stably
+    return (np.logaddexp(0.0, logits) - roll * logits).sum(-1)
 
 
 def evaluate_polyphonic(path: str | Path, split: str, model: str | Path) -> dict:

@@ -9,8 +9,10 @@ moves on the validation split (or, without the corpus at hand, on fp32-generated
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+import tempfile
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -30,8 +32,9 @@ class QuantReport:
     teacher_forced_agreement: float  # top-1 agreement on the evaluation tokens
     nll_fp32: float
     nll_int8: float
-    eval_tokens: int
+    eval_tokens: int  # steps scored: tokens, or frames for a piano-roll model
     eval_source: str
+    unit: str = "token"
 
     @property
     def nll_change(self) -> float:
@@ -41,9 +44,32 @@ class QuantReport:
         return {**asdict(self), "nll_change": self.nll_change}
 
 
+def quantize_export(fp32: str | Path, graph: Any, int8: str | Path) -> Path:
+    """The int8 copy of an exported, verified file. An adapter with a single-step form
+    (``step_graph()``: the GRUs, ``export.cells``) is quantized from that form instead —
+    onnxruntime's quantizer does not reach inside the GRU operator — after the form has been
+    exported with the file's metadata and verified against torch like any export."""
+    step = getattr(graph, "step_graph", lambda: None)()
+    if step is None:
+        return quantize_file(fp32, int8)
+    from antiphon.export.onnx_export import export_graph, write_with_metadata
+    from antiphon.export.verify import verify
+
+    info = ModelFile.open(fp32).info
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "step.onnx"
+        write_with_metadata(
+            export_graph(step, path), replace(info, signature=step.signature()), path
+        )
+        report = verify(step, ModelFile.open(path))
+        proto = onnx.load(str(path))
+        info = replace(info, signature=step.signature(), verification=report.to_dict())
+        write_with_metadata(proto, info, path)
+        return quantize_file(path, int8)
+
+
 def quantize_file(fp32: str | Path, int8: str | Path) -> Path:
     import logging
-    import tempfile
 
     from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
 
@@ -161,3 +187,43 @@ def _teacher_forced_agreement(
         same += int((pa == pb).sum())
         total += len(pa)
     return same / max(total, 1)
+
+
+FRAMES_SCORED = 8  # valid pieces a frame model's int8 copy is scored on
+
+
+def compare_frames(
+    fp32: ModelFile, int8: ModelFile, graph: Any, pieces: list[np.ndarray] | None, source: str
+) -> QuantReport:
+    """``compare`` for a piano-roll model: 64 greedy frames after the adapter's prompt,
+    per-key agreement of the teacher-forced decisions (a key down when its logit > 0), and
+    frame NLL, on valid pieces (without them: on fp32's own greedy frames)."""
+    from antiphon.export.polyeval import bernoulli_nll, frame_logits
+
+    a, b = graph.rollout(fp32.run, 64), graph.rollout(int8.run, 64)
+    if not pieces:
+        roll = np.zeros((len(a), graph.n_keys), dtype=np.float32)
+        for t, keys in enumerate(a):
+            roll[t, list(keys)] = 1.0
+        pieces, source = [roll], "fp32 greedy frames"
+    pieces = pieces[:FRAMES_SCORED]
+    same = keys = frames = 0
+    nll_a = nll_b = 0.0
+    for roll in pieces:
+        la, lb = frame_logits(fp32, roll), frame_logits(int8, roll)
+        nll_a += float(bernoulli_nll(la, roll).sum())
+        nll_b += float(bernoulli_nll(lb, roll).sum())
+        same += int(((la > 0) == (lb > 0)).sum())
+        keys += la.size
+        frames += len(roll)
+    return QuantReport(
+        os.path.getsize(fp32.path),
+        os.path.getsize(int8.path),
+        sum(x == y for x, y in zip(a, b)) / 64,
+        same / max(keys, 1),
+        nll_a / max(frames, 1),
+        nll_b / max(frames, 1),
+        frames,
+        source,
+        unit="frame",
+    )

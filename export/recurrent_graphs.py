@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from antiphon.export.cells import StepGraph, gru_step
 from antiphon.export.graphs import FlatGraph
 from antiphon.export.metadata import Signature, StatePair
 
@@ -108,6 +109,25 @@ class TokenRNNGraph(FixedStateGraph):
 
     def to_model_state(self, arrays: list[torch.Tensor]) -> Any:
         return tuple(arrays)
+
+    def step_graph(self) -> StepGraph | None:
+        """A GRU's single-step form with its gates written out, which int8 quantization
+        reaches (``export.cells``); None for the RNN and LSTM, whose fp32 graphs suffice."""
+        if self.model.config.cell != "gru":
+            return None
+        return StepGraph(self, _TokenGRUStep(self.model), ("tokens", "logits"))
+
+
+class _TokenGRUStep(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model  # initializer names stay "model.<state_dict key>"
+
+    def forward(self, tokens: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        y, new = gru_step(self.model.rnn, self.model.wte(tokens[:, 0]), h)
+        # The head on (B, 1, H), as in the sequence graph: a MatMul of a transposed weight,
+        # which quantizes under the weight's own name (a 2-D input would trace to Gemm).
+        return self.model.head(y.unsqueeze(1)), new
 
 
 class TCNGraph(FixedStateGraph):

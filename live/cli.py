@@ -110,31 +110,43 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
     update_metadata(path, verification=report.to_dict())
     if args.int8:
-        _export_int8(path, ckpt, Path(args.output))
+        _export_int8(path, ckpt, graph, Path(args.output))
     return 0
 
 
-def _export_int8(fp32: Path, ckpt: dict, out: Path) -> None:
+def _export_int8(fp32: Path, ckpt: dict, graph: object, out: Path) -> None:
     from antiphon.export.onnx_export import update_metadata
-    from antiphon.export.quantize import compare, quantize_file
+    from antiphon.export.quantize import compare, compare_frames, quantize_export
     from antiphon.live.session import ModelFile
 
     int8_path = out.with_name(out.stem + ".int8" + out.suffix)
-    quantize_file(fp32, int8_path)
-    split, source = _valid_split(ckpt)
-    report = compare(ModelFile.open(fp32), ModelFile.open(int8_path), split, source)
-    mf = ModelFile.open(int8_path)
+    quantize_export(fp32, graph, int8_path)
+    a, b = ModelFile.open(fp32), ModelFile.open(int8_path)
+    if a.info.representation == "frames":
+        rolls, source = _valid_rolls(ckpt)
+        report = compare_frames(a, b, graph, rolls, source)
+    else:
+        report = compare(a, b, *_valid_split(ckpt))
     update_metadata(
         int8_path,
-        provenance={**mf.info.provenance, "quantization": {"int8_dynamic": report.to_dict()}},
+        provenance={**b.info.provenance, "quantization": {"int8_dynamic": report.to_dict()}},
     )
     r = report
+    free = "greedy agreement" if r.unit == "token" else "greedy frames identical"
+    forced = "top-1" if r.unit == "token" else "per-key"
     print(
         f"int8 -> {int8_path} ({r.int8_bytes / 1e6:.1f} MB, fp32 {r.fp32_bytes / 1e6:.1f} MB): "
-        f"greedy agreement {r.greedy_agreement:.0%}, teacher-forced top-1 agreement "
-        f"{r.teacher_forced_agreement:.1%}, NLL/token {r.nll_fp32:.4f} -> "
+        f"{free} {r.greedy_agreement:.0%}, teacher-forced {forced} agreement "
+        f"{r.teacher_forced_agreement:.1%}, NLL/{r.unit} {r.nll_fp32:.4f} -> "
         f"{r.nll_int8:.4f} ({r.nll_change:+.4f}) on {r.eval_tokens} {r.eval_source}"
     )
+
+
+def _valid_rolls(ckpt: dict):  # type: ignore[no-untyped-def]
+    """A frame checkpoint's validation pieces, if its data is at hand (no building here)."""
+    from antiphon.models.frames_train import valid_rolls_of
+
+    return valid_rolls_of(ckpt)
 
 
 def _valid_split(ckpt: dict):  # type: ignore[no-untyped-def]

@@ -48,11 +48,21 @@ def session_options(threads: int = 1):  # type: ignore[no-untyped-def]
     return opts
 
 
+def _one_step(shape: list) -> bool:
+    return len(shape) >= 2 and shape[0] == "batch" and shape[1] == 1
+
+
 class ModelFile:
     def __init__(self, path: Path, info: ModelInfo, session: object) -> None:
         self.path, self.info, self.session = path, info, session
         self.output_names = [o.name for o in session.get_outputs()]  # type: ignore[attr-defined]
         self._ort_values: dict[int, tuple[np.ndarray, object]] = {}
+        # A single-step graph (``export.cells``: the int8 GRUs) declares its sequence axis
+        # as 1; longer inputs are run a step at a time, so callers never see the difference.
+        sig = info.signature
+        pairs = {p.input for p in sig.state} | {p.output for p in sig.state}
+        self._stepped_in = [n for n, s in sig.inputs.items() if n not in pairs and _one_step(s)]
+        self._stepped_out = {n for n, s in sig.outputs.items() if n not in pairs and _one_step(s)}
 
     @classmethod
     def open(cls, path: str | Path | None = None, *, threads: int = 1) -> ModelFile:
@@ -80,8 +90,28 @@ class ModelFile:
         return cls(path, info, session)
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._stepped_in and np.shape(feed[self._stepped_in[0]])[1] != 1:
+            return self._run_steps(feed)
         outs = self.session.run(self.output_names, feed)  # type: ignore[attr-defined]
         return dict(zip(self.output_names, outs))
+
+    def _run_steps(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """A single-step graph over a longer input: one run a step, the state threaded
+        through, the stepped outputs joined along the sequence axis."""
+        seq = np.shape(feed[self._stepped_in[0]])[1]
+        if seq == 0:
+            raise ValueError("a model step needs at least one input step")
+        pairs = self.info.signature.state
+        current = dict(feed)
+        steps: dict[str, list[np.ndarray]] = {n: [] for n in self._stepped_out}
+        for t in range(seq):
+            for n in self._stepped_in:
+                current[n] = np.asarray(feed[n])[:, t : t + 1]
+            out = self.run(current)
+            for n in self._stepped_out:
+                steps[n].append(out[n])
+            current.update({p.input: out[p.output] for p in pairs})
+        return {**out, **{n: np.concatenate(v, axis=1) for n, v in steps.items()}}
 
     def run_bound(
         self, feed: dict[str, np.ndarray], bound: list[tuple[str, str, np.ndarray]]

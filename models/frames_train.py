@@ -309,3 +309,30 @@ def train_frames(
         f"checkpoint {ckpt_path}"
     )
     return {**metrics, "checkpoint": str(ckpt_path)}
+
+
+def valid_rolls_of(ckpt: dict) -> tuple[list[np.ndarray] | None, str]:
+    """A frame checkpoint's validation pieces if its data can be read, else (None, reason)."""
+    data = ckpt.get("train_config", {}).get("data")
+    if not data:
+        return None, "no data recorded"
+    c = ckpt["model_config"]
+    try:
+        rolls = load_rolls(
+            data,
+            Grid(GRID_TPQ),
+            int(c["frame_ticks"]),
+            pitch_lo=int(c["pitch_lo"]),
+            n_keys=int(c["n_keys"]),
+            only=("valid",),
+        )
+    except (UserError, OSError) as exc:
+        return None, str(exc)
+    return (
+        (rolls.valid, f"valid frames of {rolls.summary['name']}")
+        if rolls.valid
+        else (
+            None,
+            "empty valid split",
+        )
+    )

@@ -183,13 +183,16 @@ def load_rolls(
     pitch_lo: int = PITCH_LO,
     n_keys: int = N_KEYS,
     progress: bool = False,
+    only: tuple[str, ...] = ("train", "valid"),
 ) -> Rolls:
     """``polyphonic:FILE`` (its train and valid splits) or a corpus (``models.corpus``)
-    read onto ``grid`` and cut into frames."""
+    read onto ``grid`` and cut into frames; a split not in ``only`` is left empty."""
     if data.startswith(PREFIX):
         path = data[len(PREFIX) :]
-        train = benchmark_split(path, "train", pitch_lo, n_keys)
-        valid = benchmark_split(path, "valid", pitch_lo, n_keys)
+        train, valid = (
+            benchmark_split(path, s, pitch_lo, n_keys) if s in only else []
+            for s in ("train", "valid")
+        )
         return Rolls(train, valid, _summary(f"{PREFIX}{Path(path).name}", train, valid, 0))
     from antiphon.models.corpus import resolve_corpus
     from antiphon.models.dataset import cache_root
@@ -199,7 +202,7 @@ def load_rolls(
     splits: dict[str, list[np.ndarray]] = {}
     for split in ("train", "valid"):
         rolls = []
-        for path in corpus.split(split):
+        for path in corpus.split(split) if split in only else ():
             try:
                 roll = file_roll(path, grid, frame_ticks, pitch_lo, n_keys)
             except MidiFileError:

@@ -24,26 +24,58 @@ def test_every_family_has_a_tiny_config() -> None:
     assert not missing, f"registered families without a tiny test config: {missing}"
 
 
-@pytest.fixture(scope="session", params=sorted(FAMILIES))
+def _step_forms() -> list[str]:
+    """Families whose tiny model has a single-step form (``export.cells``): their int8
+    copies, quantized from that form, go through the same tests as a variant."""
+    from antiphon.export.graphs import graph_for
+    from antiphon.models.registry import family
+
+    names = []
+    for name in sorted(set(FAMILIES) & set(TINY)):
+        graph = graph_for(name, family(name).build(TINY[name]["model"]))
+        if getattr(graph, "step_graph", lambda: None)() is not None:
+            names.append(name)
+    return names
+
+
+_trained: dict[str, tuple[Path, Path, object]] = {}  # family -> (run folder, .onnx, adapter)
+
+
+@pytest.fixture(scope="session", params=[*sorted(FAMILIES), *(f"{n}:int8" for n in _step_forms())])
 def family_model(request, synth_corpus, tmp_path_factory) -> tuple[str, Path]:
-    """(family, exported and verified .onnx) — trained briefly on the synthetic corpus."""
+    """(family, exported and verified .onnx) — trained briefly on the synthetic corpus;
+    "NAME:int8" is that model's int8 copy."""
+    from antiphon.export.onnx_export import update_metadata
+    from antiphon.export.quantize import quantize_export
+
+    name, _, int8 = request.param.partition(":")
+    if name not in TINY:
+        pytest.fail(f"no tiny config for {name}")
+    if name not in _trained:
+        _trained[name] = _train_and_export(name, synth_corpus, tmp_path_factory)
+    out, path, graph = _trained[name]
+    if not int8:
+        return name, path
+    q = quantize_export(path, graph, out / f"{name}.int8.onnx")
+    update_metadata(q, provenance={"quantization": {"int8_dynamic": {}}})
+    return name, q
+
+
+def _train_and_export(name: str, corpus: Path, tmp_path_factory) -> tuple[Path, Path, object]:  # type: ignore[no-untyped-def]
     from antiphon.export.onnx_export import export_checkpoint, update_metadata
     from antiphon.export.verify import verify
     from antiphon.live.session import ModelFile
     from antiphon.models.train import TrainConfig, train
 
-    name = request.param
-    if name not in TINY:
-        pytest.fail(f"no tiny config for {name}")
     out = tmp_path_factory.mktemp(f"fam-{name}")
     settings = {"eval_every": 10_000, "eval_pieces": 2, "transpose": 2, **TINY[name]}
     result = train(
-        TrainConfig(arch=name, data=str(synth_corpus), out=str(out), **settings), progress=False
+        TrainConfig(arch=name, data=str(corpus), out=str(out), **settings), progress=False
     )
     path, _, graph = export_checkpoint(result["checkpoint"], out / f"{name}.onnx")
     report = verify(graph, ModelFile.open(path))
     update_metadata(path, verification=report.to_dict())
-    return name, path
+    return out, path, graph
 
 
 def test_export_is_verified(family_model) -> None:
@@ -62,7 +94,9 @@ def test_bench_compares_with_torch_eager(family_model) -> None:
 
     _, path = family_model
     r = bench(path, context=16, steps=20, warmup=2)
-    assert [row.engine for row in r.rows] == ["onnxruntime", "torch eager"]
+    rows = ["onnxruntime", "torch eager", *(["torch eager int8"] if r.int8 else [])]
+    assert [row.engine for row in r.rows] == rows
+    assert r.int8 == path.name.endswith(".int8.onnx")
     assert all(row.p50_ms > 0 for row in r.rows) and r.speedup > 0
 
 

@@ -173,3 +173,39 @@ def test_jsb_valid_split(exported) -> None:
     nll, _ = rolls_nll(model, benchmark_split(JSB, "valid"))
     assert result["nll"] == pytest.approx(nll, rel=1e-5)
     assert 0 < result["nll"] < 88 * np.log(2) * 2  # a random model: a few bits per key at most
+
+
+@pytest.mark.parametrize("head", ["sigmoid", "nade"])
+def test_export_int8_quantizes_the_piano_roll_gru_step_by_step(head, tmp_path) -> None:
+    """``antiphon export --int8`` on a piano-roll GRU: the one-step form with int8 matrices,
+    scored against fp32 on the valid frames of the data the checkpoint names; polyeval
+    scores the int8 file (a step a run) close to fp32."""
+    from tests.test_cli import antiphon
+
+    path, _ = export_tiny(tmp_path, "gru", head)
+    ckpt = path.with_suffix(".pt")
+    rng = np.random.default_rng(5)
+    data = {"train": [], "valid": [from_roll(rng.random((n, 88)) < 0.05) for n in (9, 23)]}
+    bench_file = tmp_path / "b.json"
+    bench_file.write_text(json.dumps(data))
+    c = torch.load(ckpt, weights_only=False)
+    c["train_config"] = {"data": f"polyphonic:{bench_file}"}
+    torch.save(c, ckpt)
+    out = tmp_path / "m.onnx"
+    proc = antiphon("export", str(ckpt), "-o", str(out), "--int8")
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "greedy frames identical" in proc.stdout
+        and "32 valid frames of polyphonic:b.json" in proc.stdout
+    )
+    int8 = out.with_name("m.int8.onnx")
+    mf = ModelFile.open(int8)
+    assert mf.info.signature.inputs["frames"] == ["batch", 1, 88]
+    assert mf.info.verification["greedy_identical"] is True
+    q = mf.info.provenance["quantization"]["int8_dynamic"]
+    assert q["unit"] == "frame" and q["eval_tokens"] == 32 and q["teacher_forced_agreement"] > 0.9
+    a = evaluate_polyphonic(bench_file, "valid", out)
+    b = evaluate_polyphonic(bench_file, "valid", int8)
+    assert a["frames"] == b["frames"] == 32
+    assert abs(a["nll"] - b["nll"]) < 0.02 * a["nll"]
+    assert abs(q["nll_fp32"] - a["nll"]) < 1e-4  # the report's NLL is polyeval's
