@@ -44,6 +44,17 @@ class QuantReport:
         return {**asdict(self), "nll_change": self.nll_change}
 
 
+def int8_unsupported(graph: Any, representation: str) -> str | None:
+    """Why ``--int8`` cannot serve this model (None: it can)."""
+    if hasattr(graph, "export_proto"):
+        return (
+            "its encoder and decoder-step graphs are merged into one file the quantizer cannot take"
+        )
+    if representation not in ("tokens", "frames"):
+        return f"int8 agreement is measured on tokens or frames, not {representation}"
+    return None
+
+
 def quantize_export(fp32: str | Path, graph: Any, int8: str | Path) -> Path:
     """The int8 copy of an exported, verified file. An adapter with a single-step form
     (``step_graph()``: the GRUs, ``export.cells``) is quantized from that form instead —

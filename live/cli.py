@@ -116,12 +116,21 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _export_int8(fp32: Path, ckpt: dict, graph: object, out: Path) -> None:
     from antiphon.export.onnx_export import update_metadata
-    from antiphon.export.quantize import compare, compare_frames, quantize_export
+    from antiphon.export.quantize import (
+        compare,
+        compare_frames,
+        int8_unsupported,
+        quantize_export,
+    )
     from antiphon.live.session import ModelFile
 
+    a = ModelFile.open(fp32)
+    why = int8_unsupported(graph, a.info.representation)
+    if why:
+        raise UserError(f"{fp32} is written; no int8 copy of a {a.info.family} model: {why}")
     int8_path = out.with_name(out.stem + ".int8" + out.suffix)
     quantize_export(fp32, graph, int8_path)
-    a, b = ModelFile.open(fp32), ModelFile.open(int8_path)
+    b = ModelFile.open(int8_path)
     if a.info.representation == "frames":
         rolls, source = _valid_rolls(ckpt)
         report = compare_frames(a, b, graph, rolls, source)

@@ -193,3 +193,32 @@ def test_live_side_never_imports_torch() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_export_int8_of_a_family_it_cannot_quantize(tmp_path) -> None:
+    """The note RNN's int8 agreement has no measure here: one line, and the fp32 file stays."""
+    torch = pytest.importorskip("torch")
+    from antiphon.models.notes import Grid
+    from antiphon.models.registry import family
+    from antiphon.models.train import CHECKPOINT_FORMAT, versions
+
+    model = family("note-rnn").build({"hidden": 16})
+    ckpt = tmp_path / "ckpt.pt"
+    torch.save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "family": "note-rnn",
+            "model_config": model.config.to_dict(),
+            "model": model.state_dict(),
+            "grid": Grid(8).to_dict(),
+            "step": 0,
+            "train_config": {},
+            "metrics": {},
+            "data": {"name": "none (random init)"},
+            "versions": versions(),
+        },
+        ckpt,
+    )
+    out = tmp_path / "notes.onnx"
+    assert_one_line_error(antiphon("export", str(ckpt), "-o", str(out), "--int8"), "no int8 copy")
+    assert out.is_file() and not (tmp_path / "notes.int8.onnx").exists()
