@@ -79,7 +79,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch = pytest.importorskip("torch")
     from antiphon.models.registry import family
     from antiphon.models.tokenizer import Tokenizer
-    from antiphon.models.train import CHECKPOINT_FORMAT, versions
+    from tests.checkpoints import save_checkpoint
 
     tok = Tokenizer.create()
     torch.manual_seed(0)
@@ -87,34 +87,15 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         {"vocab_size": len(tok), "n_layer": 2, "n_embd": 32, "n_head": 2, "block_size": 96}
     )
     path = tmp_path_factory.mktemp("ckpt") / "ckpt.pt"
-    torch.save(
-        {
-            "format": CHECKPOINT_FORMAT,
-            "family": "transformer",
-            "model_config": model.config.to_dict(),
-            "model": model.state_dict(),
-            "tokenizer": tok.to_params(),
-            "step": 0,
-            "train_config": {},
-            "metrics": {},
-            "data": {"name": "none (random init)"},
-            "versions": versions(),
-        },
-        path,
-    )
+    save_checkpoint(path, "transformer", model, tokenizer=tok.to_params())
     return path
 
 
 @pytest.fixture(scope="session")
 def tiny_onnx(tiny_checkpoint: Path) -> Path:
-    from antiphon.export.onnx_export import export_checkpoint, update_metadata
-    from antiphon.export.verify import verify
-    from antiphon.live.session import ModelFile
+    from tests.checkpoints import export_verified
 
-    out = tiny_checkpoint.parent / "tiny.onnx"
-    path, _, graph = export_checkpoint(tiny_checkpoint, out)
-    update_metadata(path, verification=verify(graph, ModelFile.open(path)).to_dict())
-    return path
+    return export_verified(tiny_checkpoint, tiny_checkpoint.parent / "tiny.onnx")[0]
 
 
 @pytest.fixture(scope="session")
@@ -150,11 +131,7 @@ def trained_run(synth_corpus: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture(scope="session")
 def trained_onnx(trained_run: dict) -> Path:
-    from antiphon.export.onnx_export import export_checkpoint, update_metadata
-    from antiphon.export.verify import verify
-    from antiphon.live.session import ModelFile
+    from tests.checkpoints import export_verified
 
     ckpt = Path(trained_run["checkpoint"])
-    path, _, graph = export_checkpoint(ckpt, ckpt.parent / "tiny-trained.onnx")
-    update_metadata(path, verification=verify(graph, ModelFile.open(path)).to_dict())
-    return path
+    return export_verified(ckpt, ckpt.parent / "tiny-trained.onnx")[0]

@@ -197,28 +197,13 @@ def test_live_side_never_imports_torch() -> None:
 
 def test_export_int8_of_a_family_it_cannot_quantize(tmp_path) -> None:
     """The note RNN's int8 agreement has no measure here: one line, and the fp32 file stays."""
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     from antiphon.models.notes import Grid
     from antiphon.models.registry import family
-    from antiphon.models.train import CHECKPOINT_FORMAT, versions
+    from tests.checkpoints import save_checkpoint
 
     model = family("note-rnn").build({"hidden": 16})
-    ckpt = tmp_path / "ckpt.pt"
-    torch.save(
-        {
-            "format": CHECKPOINT_FORMAT,
-            "family": "note-rnn",
-            "model_config": model.config.to_dict(),
-            "model": model.state_dict(),
-            "grid": Grid(8).to_dict(),
-            "step": 0,
-            "train_config": {},
-            "metrics": {},
-            "data": {"name": "none (random init)"},
-            "versions": versions(),
-        },
-        ckpt,
-    )
+    ckpt = save_checkpoint(tmp_path / "ckpt.pt", "note-rnn", model, grid=Grid(8).to_dict())
     out = tmp_path / "notes.onnx"
     assert_one_line_error(antiphon("export", str(ckpt), "-o", str(out), "--int8"), "no int8 copy")
     assert out.is_file() and not (tmp_path / "notes.int8.onnx").exists()

@@ -62,19 +62,15 @@ def family_model(request, synth_corpus, tmp_path_factory) -> tuple[str, Path]:
 
 
 def _train_and_export(name: str, corpus: Path, tmp_path_factory) -> tuple[Path, Path, object]:  # type: ignore[no-untyped-def]
-    from antiphon.export.onnx_export import export_checkpoint, update_metadata
-    from antiphon.export.verify import verify
-    from antiphon.live.session import ModelFile
     from antiphon.models.train import TrainConfig, train
+    from tests.checkpoints import export_verified
 
     out = tmp_path_factory.mktemp(f"fam-{name}")
     settings = {"eval_every": 10_000, "eval_pieces": 2, "transpose": 2, **TINY[name]}
     result = train(
         TrainConfig(arch=name, data=str(corpus), out=str(out), **settings), progress=False
     )
-    path, _, graph = export_checkpoint(result["checkpoint"], out / f"{name}.onnx")
-    report = verify(graph, ModelFile.open(path))
-    update_metadata(path, verification=report.to_dict())
+    path, graph = export_verified(Path(result["checkpoint"]), out / f"{name}.onnx")
     return out, path, graph
 
 

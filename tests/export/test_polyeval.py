@@ -13,7 +13,6 @@ pytest.importorskip("onnx")
 
 from antiphon.errors import UserError  # noqa: E402
 from antiphon.export.frames_graph import PianoRollGraph  # noqa: E402
-from antiphon.export.onnx_export import export_checkpoint, update_metadata  # noqa: E402
 from antiphon.export.polyeval import evaluate_polyphonic  # noqa: E402
 from antiphon.export.verify import ParityError, verify  # noqa: E402
 from antiphon.live.session import ModelFile  # noqa: E402
@@ -21,7 +20,7 @@ from antiphon.models.frames_train import rolls_nll  # noqa: E402
 from antiphon.models.notes import Grid  # noqa: E402
 from antiphon.models.polyphonic import benchmark_split, from_roll  # noqa: E402
 from antiphon.models.registry import family  # noqa: E402
-from antiphon.models.train import CHECKPOINT_FORMAT, versions  # noqa: E402
+from tests.checkpoints import export_verified, save_checkpoint  # noqa: E402
 
 JSB = Path(__file__).resolve().parents[3] / "shared" / "data" / "polyphonic" / "jsb-chorales.json"
 TINY = {"n_hidden": 24, "nade_hidden": 12, "seq_len": 32, "frame_ticks": 2, "dropout": 0.0}
@@ -41,23 +40,8 @@ def export_tiny(folder: Path, cell: str, head: str, seed: int = 0) -> tuple[Path
     """(verified .onnx, torch model) of a tiny random piano-roll model."""
     model = tiny_model(cell, head, seed)
     ckpt = folder / f"{cell}-{head}.pt"
-    torch.save(
-        {
-            "format": CHECKPOINT_FORMAT,
-            "family": f"pianoroll-{cell}",
-            "model_config": model.config.to_dict(),
-            "model": model.state_dict(),
-            "grid": Grid(8).to_dict(),
-            "step": 0,
-            "train_config": {},
-            "metrics": {},
-            "data": {"name": "none (random init)"},
-            "versions": versions(),
-        },
-        ckpt,
-    )
-    path, _, graph = export_checkpoint(ckpt, folder / f"{cell}-{head}.onnx")
-    update_metadata(path, verification=verify(graph, ModelFile.open(path)).to_dict())
+    save_checkpoint(ckpt, f"pianoroll-{cell}", model, grid=Grid(8).to_dict())
+    path, _ = export_verified(ckpt, folder / f"{cell}-{head}.onnx")
     return path, model
 
 

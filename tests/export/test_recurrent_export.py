@@ -11,12 +11,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-from antiphon.export.onnx_export import export_checkpoint, update_metadata  # noqa: E402
 from antiphon.export.verify import ATOL, verify  # noqa: E402
 from antiphon.live.session import ModelFile  # noqa: E402
 from antiphon.models.registry import family  # noqa: E402
 from antiphon.models.tokenizer import Tokenizer  # noqa: E402
-from antiphon.models.train import CHECKPOINT_FORMAT, versions  # noqa: E402
+from tests.checkpoints import export_verified, save_checkpoint  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -60,23 +59,8 @@ def _export_tiny(name: str, tmp_path_factory) -> tuple[str, Path, Path]:  # type
     model = family(name).build({"vocab_size": len(tok), "block_size": 80, **TINY_MODELS[name]})
     folder = tmp_path_factory.mktemp(name)
     ckpt = folder / "ckpt.pt"
-    torch.save(
-        {
-            "format": CHECKPOINT_FORMAT,
-            "family": name,
-            "model_config": model.config.to_dict(),
-            "model": model.state_dict(),
-            "tokenizer": tok.to_params(),
-            "step": 0,
-            "train_config": {},
-            "metrics": {},
-            "data": {"name": "none (random init)"},
-            "versions": versions(),
-        },
-        ckpt,
-    )
-    path, _, graph = export_checkpoint(ckpt, folder / f"{name}.onnx")
-    update_metadata(path, verification=verify(graph, ModelFile.open(path)).to_dict())
+    save_checkpoint(ckpt, name, model, tokenizer=tok.to_params())
+    path, _ = export_verified(ckpt, folder / f"{name}.onnx")
     return name, ckpt, path
 
 

@@ -19,6 +19,7 @@ from antiphon.live.session import ModelFile  # noqa: E402
 from antiphon.models.noternn import NoteRNN, NoteRNNConfig, pressure_mse  # noqa: E402
 from antiphon.models.notes import Note, Performance  # noqa: E402
 from antiphon.models.notes_train import NOTE_GRID, NoteWindows, performance_notes  # noqa: E402
+from tests.checkpoints import export_verified, save_checkpoint  # noqa: E402
 
 
 def tiny(**kw) -> NoteRNN:
@@ -133,30 +134,11 @@ def test_windows_transpose_within_the_grid() -> None:
 # -- export and the voice, on a tiny random model -------------------------------------------
 @pytest.fixture(scope="module", params=[8, 0], ids=["embedding", "tutorial-input"])
 def note_onnx(request, tmp_path_factory) -> Path:
-    from antiphon.export.onnx_export import export_checkpoint, update_metadata
-    from antiphon.export.verify import verify
-    from antiphon.models.train import CHECKPOINT_FORMAT, versions
 
     model = tiny(pitch_embedding=request.param)
     ckpt = tmp_path_factory.mktemp("note-rnn") / "ckpt.pt"
-    torch.save(
-        {
-            "format": CHECKPOINT_FORMAT,
-            "family": "note-rnn",
-            "model_config": model.config.to_dict(),
-            "model": model.state_dict(),
-            "grid": NOTE_GRID.to_dict(),
-            "step": 0,
-            "train_config": {},
-            "metrics": {},
-            "data": {"name": "none (random init)"},
-            "versions": versions(),
-        },
-        ckpt,
-    )
-    path, _, graph = export_checkpoint(ckpt, ckpt.parent / "note.onnx")
-    update_metadata(path, verification=verify(graph, ModelFile.open(path)).to_dict())
-    return path
+    save_checkpoint(ckpt, "note-rnn", model, grid=NOTE_GRID.to_dict())
+    return export_verified(ckpt, ckpt.parent / "note.onnx")[0]
 
 
 def test_export_is_verified_and_describes_itself(note_onnx) -> None:

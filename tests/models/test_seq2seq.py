@@ -18,6 +18,7 @@ from antiphon.live.sampling import Sampler, Sampling  # noqa: E402
 from antiphon.live.seq2seq_voice import Context, Seq2SeqVoice  # noqa: E402
 from antiphon.live.session import ModelFile  # noqa: E402
 from antiphon.models.seq2seq import Seq2Seq, Seq2SeqConfig  # noqa: E402
+from tests.checkpoints import export_verified, save_checkpoint  # noqa: E402
 
 SMALL = {"n_embd": 16, "encoder_hidden": 12, "decoder_hidden": 24, "dropout": 0.0}
 
@@ -90,34 +91,15 @@ def test_teacher_forced_loss_decreases_on_a_tiny_batch() -> None:
 @pytest.fixture(scope="module")
 def seq2seq_onnx(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(checkpoint, exported and verified .onnx) of a tiny random-initialised model."""
-    from antiphon.export.onnx_export import export_checkpoint, update_metadata
-    from antiphon.export.verify import verify
     from antiphon.models.registry import family
     from antiphon.models.tokenizer import Tokenizer
-    from antiphon.models.train import CHECKPOINT_FORMAT, versions
 
     tok = Tokenizer.create()
     torch.manual_seed(0)
     model = family("seq2seq").build({"vocab_size": len(tok), "block_size": 48, **SMALL})
     ckpt = tmp_path_factory.mktemp("s2s") / "ckpt.pt"
-    torch.save(
-        {
-            "format": CHECKPOINT_FORMAT,
-            "family": "seq2seq",
-            "model_config": model.config.to_dict(),
-            "model": model.state_dict(),
-            "tokenizer": tok.to_params(),
-            "step": 0,
-            "train_config": {},
-            "metrics": {},
-            "data": {"name": "none (random init)"},
-            "versions": versions(),
-        },
-        ckpt,
-    )
-    path, _, graph = export_checkpoint(ckpt, ckpt.parent / "s2s.onnx")
-    update_metadata(path, verification=verify(graph, ModelFile.open(path)).to_dict())
-    return ckpt, path
+    save_checkpoint(ckpt, "seq2seq", model, tokenizer=tok.to_params())
+    return ckpt, export_verified(ckpt, ckpt.parent / "s2s.onnx")[0]
 
 
 def test_export_holds_both_graphs_and_verifies(seq2seq_onnx) -> None:

@@ -1,0 +1,42 @@
+"""Random-initialised models saved as real checkpoints and exported as tests use them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def save_checkpoint(path: Path, name: str, model: Any, **extra: Any) -> Path:
+    """``model`` (of family ``name``) as ``antiphon train`` would save it, untrained;
+    ``extra`` adds the representation's keys (``tokenizer`` or ``grid``) or overrides."""
+    import torch
+
+    from antiphon.models.train import CHECKPOINT_FORMAT, versions
+
+    torch.save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "family": name,
+            "model_config": model.config.to_dict(),
+            "model": model.state_dict(),
+            "step": 0,
+            "train_config": {},
+            "metrics": {},
+            "data": {"name": "none (random init)"},
+            "versions": versions(),
+            **extra,
+        },
+        path,
+    )
+    return path
+
+
+def export_verified(ckpt: Path, out: Path) -> tuple[Path, Any]:
+    """(exported .onnx with its verification recorded, the graph adapter)."""
+    from antiphon.export.onnx_export import export_checkpoint, update_metadata
+    from antiphon.export.verify import verify
+    from antiphon.live.session import ModelFile
+
+    path, _, graph = export_checkpoint(ckpt, out)
+    update_metadata(path, verification=verify(graph, ModelFile.open(path)).to_dict())
+    return path, graph
