@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from antiphon.errors import UserError
 from antiphon.live.session import ModelFile
 from antiphon.live.stepper import greedy
 from antiphon.models.dataset import TokenSplit
@@ -55,6 +56,33 @@ def int8_unsupported(graph: Any, representation: str) -> str | None:
     return None
 
 
+def int8_copy(
+    fp32: str | Path, graph: Any, ckpt: dict, out: str | Path
+) -> tuple[Path, QuantReport]:
+    """``antiphon export --int8``: the int8 copy of an exported, verified file, compared with
+    it on the checkpoint's valid pieces where they are at hand; the comparison is recorded
+    in the copy's provenance."""
+    from antiphon.export.onnx_export import update_metadata
+
+    a = ModelFile.open(fp32)
+    why = int8_unsupported(graph, a.info.representation)
+    if why:
+        raise UserError(f"{fp32} is written; no int8 copy of a {a.info.family} model: {why}")
+    path = quantize_export(fp32, graph, out)
+    b = ModelFile.open(path)
+    if a.info.representation == "frames":
+        from antiphon.models.frames_train import valid_rolls_of
+
+        report = compare_frames(a, b, graph, *valid_rolls_of(ckpt))
+    else:
+        from antiphon.models.train import valid_split_of
+
+        report = compare(a, b, *valid_split_of(ckpt))
+    quantization = {"int8_dynamic": report.to_dict()}
+    update_metadata(path, provenance={**b.info.provenance, "quantization": quantization})
+    return path, report
+
+
 def quantize_export(fp32: str | Path, graph: Any, int8: str | Path) -> Path:
     """The int8 copy of an exported, verified file. An adapter with a single-step form
     (``step_graph()``: the GRUs, ``export.cells``) is quantized from that form instead —
@@ -63,19 +91,14 @@ def quantize_export(fp32: str | Path, graph: Any, int8: str | Path) -> Path:
     step = getattr(graph, "step_graph", lambda: None)()
     if step is None:
         return quantize_file(fp32, int8)
-    from antiphon.export.onnx_export import export_graph, write_with_metadata
+    from antiphon.export.onnx_export import export_graph, update_metadata, write_with_metadata
     from antiphon.export.verify import verify
 
-    info = ModelFile.open(fp32).info
+    info = replace(ModelFile.open(fp32).info, signature=step.signature())
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "step.onnx"
-        write_with_metadata(
-            export_graph(step, path), replace(info, signature=step.signature()), path
-        )
-        report = verify(step, ModelFile.open(path))
-        proto = onnx.load(str(path))
-        info = replace(info, signature=step.signature(), verification=report.to_dict())
-        write_with_metadata(proto, info, path)
+        write_with_metadata(export_graph(step, path), info, path)
+        update_metadata(path, verification=verify(step, ModelFile.open(path)).to_dict())
         return quantize_file(path, int8)
 
 

@@ -115,32 +115,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _export_int8(fp32: Path, ckpt: dict, graph: object, out: Path) -> None:
-    from antiphon.export.onnx_export import update_metadata
-    from antiphon.export.quantize import (
-        compare,
-        compare_frames,
-        int8_unsupported,
-        quantize_export,
-    )
-    from antiphon.live.session import ModelFile
+    from antiphon.export.quantize import int8_copy
 
-    a = ModelFile.open(fp32)
-    why = int8_unsupported(graph, a.info.representation)
-    if why:
-        raise UserError(f"{fp32} is written; no int8 copy of a {a.info.family} model: {why}")
-    int8_path = out.with_name(out.stem + ".int8" + out.suffix)
-    quantize_export(fp32, graph, int8_path)
-    b = ModelFile.open(int8_path)
-    if a.info.representation == "frames":
-        rolls, source = _valid_rolls(ckpt)
-        report = compare_frames(a, b, graph, rolls, source)
-    else:
-        report = compare(a, b, *_valid_split(ckpt))
-    update_metadata(
-        int8_path,
-        provenance={**b.info.provenance, "quantization": {"int8_dynamic": report.to_dict()}},
-    )
-    r = report
+    int8_path, r = int8_copy(fp32, graph, ckpt, out.with_name(out.stem + ".int8" + out.suffix))
     free = "greedy agreement" if r.unit == "token" else "greedy frames identical"
     forced = "top-1" if r.unit == "token" else "per-key"
     print(
@@ -149,20 +126,6 @@ def _export_int8(fp32: Path, ckpt: dict, graph: object, out: Path) -> None:
         f"{r.teacher_forced_agreement:.1%}, NLL/{r.unit} {r.nll_fp32:.4f} -> "
         f"{r.nll_int8:.4f} ({r.nll_change:+.4f}) on {r.eval_tokens} {r.eval_source}"
     )
-
-
-def _valid_rolls(ckpt: dict):  # type: ignore[no-untyped-def]
-    """A frame checkpoint's validation pieces, if its data is at hand (no building here)."""
-    from antiphon.models.frames_train import valid_rolls_of
-
-    return valid_rolls_of(ckpt)
-
-
-def _valid_split(ckpt: dict):  # type: ignore[no-untyped-def]
-    """The checkpoint's validation split, if its corpus is at hand (no building here)."""
-    from antiphon.models.train import valid_split_of
-
-    return valid_split_of(ckpt)
 
 
 def cmd_continue(args: argparse.Namespace) -> int:
