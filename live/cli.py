@@ -100,13 +100,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     path, ckpt, graph = export_checkpoint(args.checkpoint, args.output)
     print(f"exported {args.checkpoint} -> {path} ({path.stat().st_size / 1e6:.1f} MB)")
-    report = verify(graph, ModelFile.open(path))
+    mf = ModelFile.open(path)
+    report = verify(graph, mf)
     for case in report.cases:
         seq, cache, diff = case["seq"], case["cache"], case["max_abs_diff"]
         print(f"  parity seq={seq:>3} cache={cache:>3}: max |diff| {diff:.2e}")
     print(
         f"verified: max abs diff {report.max_abs_diff:.2e} (tolerance {report.tolerance:g}); "
-        f"{report.greedy_tokens} greedy tokens identical in torch and onnxruntime"
+        f"{report.greedy_tokens} greedy steps ({mf.info.representation}) identical in torch and "
+        "onnxruntime"
     )
     update_metadata(path, verification=report.to_dict())
     if args.int8:
