@@ -328,11 +328,6 @@ def valid_rolls_of(ckpt: dict) -> tuple[list[np.ndarray] | None, str]:
         )
     except (UserError, OSError) as exc:
         return None, str(exc)
-    return (
-        (rolls.valid, f"valid frames of {rolls.summary['name']}")
-        if rolls.valid
-        else (
-            None,
-            "empty valid split",
-        )
-    )
+    if not rolls.valid:
+        return None, "empty valid split"
+    return rolls.valid, f"valid frames of {rolls.summary['name']}"
