@@ -153,7 +153,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from antiphon.live.livebench import format_live, run_live_bench
 
         live = run_live_bench(
-            args.model, phrases=args.phrases, period=args.jack_period, realtime=args.jack_realtime
+            args.model,
+            phrases=args.phrases,
+            period=args.jack_period,
+            realtime=args.jack_realtime,
+            load=args.load,
+            soak_minutes=args.soak,
+            seed=args.seed,
+            disturb=args.disturb,
+            silence_ms=args.silence_ms,
         )
         print(format_live(live))
         if args.json:
@@ -402,7 +410,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--live", action="store_true", help="measure the daemon over JACK instead")
-    p.add_argument("--phrases", type=int, default=50, help="--live: phrases to play")
+    p.add_argument("--phrases", type=int, default=200, help="--live: phrases to play")
+    p.add_argument(
+        "--load", type=int, default=0, help="--live: CPU-bound processes beside the daemon"
+    )
+    p.add_argument(
+        "--soak", type=float, default=None, metavar="MINUTES", help="--live: play this long"
+    )
+    p.add_argument("--seed", type=int, default=0, help="--live: seed of the material")
+    p.add_argument(
+        "--disturb",
+        type=float,
+        default=0.15,
+        help="--live: share of phrases after garbage, a flood, a lost note-off ... (0-1)",
+    )
+    p.add_argument("--silence-ms", type=float, default=400, help="--live: the daemon's silence")
     p.add_argument(
         "--jack-period",
         type=int,
