@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from antiphon.export.metadata import Signature
+from antiphon.contract import Signature
 from antiphon.live.engine import PlanStep
 from antiphon.live.sampling import Sampler
 from antiphon.live.session import ModelFile

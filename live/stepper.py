@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from antiphon.export.metadata import Signature, StatePair
+from antiphon.contract import Signature, StatePair
 
 RunFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 # run(feed, bound): each (input, output, array) of ``bound`` is read as the input and
