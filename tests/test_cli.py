@@ -184,7 +184,7 @@ def test_eval_describes_a_model(tiny_onnx) -> None:
 def test_live_side_never_imports_torch() -> None:
     code = (
         "import sys\n"
-        "import antiphon.live.cli, antiphon.live.continuation, antiphon.live.engine\n"
+        "import antiphon.cli, antiphon.live.continuation, antiphon.live.engine\n"
         "import antiphon.live.session\n"
         "import antiphon.live.stepper, antiphon.live.sampling, antiphon.models.tokenizer\n"
         "from antiphon.models.tokenizer import import_miditok\n"
