@@ -19,8 +19,8 @@ from antiphon.live.engine import open_voice
 from antiphon.live.sampling import Sampler, Sampling
 from antiphon.live.session import ModelFile
 from antiphon.live.shaping import NoteEvent, Shaping, shape
-from antiphon.models.codec import Decoded
-from antiphon.models.notes import Grid, MidiFileError, NoteStream, TickEvents, read_midi_events
+from antiphon.models.midi.codec import Decoded
+from antiphon.models.midi.notes import Grid, MidiFileError, NoteStream, TickEvents, read_midi_events
 
 DEFAULT_SECONDS = 20.0
 

@@ -31,9 +31,9 @@ from antiphon.contract import Signature
 from antiphon.live.engine import PlanStep
 from antiphon.live.sampling import Sampler
 from antiphon.live.session import ModelFile
-from antiphon.models.codec import Decoded
-from antiphon.models.notes import Grid, TickEvents
-from antiphon.models.polyphonic import FrameCursor, frames_to_roll
+from antiphon.models.midi.codec import Decoded
+from antiphon.models.midi.notes import Grid, TickEvents
+from antiphon.models.midi.polyphonic import FrameCursor, frames_to_roll
 
 RunFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 Decide = Callable[[np.ndarray], np.ndarray]  # logits of keys i.. -> which of them go down

@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 from antiphon.errors import UserError
-from antiphon.models.notes import Grid
-from antiphon.models.polyphonic import PREFIX, Rolls, load_rolls
+from antiphon.models.midi.notes import Grid
+from antiphon.models.midi.polyphonic import PREFIX, Rolls, load_rolls
 from antiphon.models.registry import family
 from antiphon.models.train import (
     CHECKPOINT_FORMAT,

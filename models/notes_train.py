@@ -28,8 +28,8 @@ import torch
 from antiphon.errors import UserError
 from antiphon.models.corpus import SPLITS, Corpus, resolve_corpus
 from antiphon.models.dataset import TokenSplit, cache_root, corpus_cache_key, progress_interval
+from antiphon.models.midi.notes import Grid, Performance, read_performance
 from antiphon.models.nll import Bigram
-from antiphon.models.notes import Grid, Performance, read_performance
 from antiphon.models.registry import family
 from antiphon.models.train import (
     TrainConfig,

@@ -186,8 +186,8 @@ def test_live_side_never_imports_torch() -> None:
         "import sys\n"
         "import antiphon.cli, antiphon.live.continuation, antiphon.live.engine\n"
         "import antiphon.live.session\n"
-        "import antiphon.live.stepper, antiphon.live.sampling, antiphon.models.tokenizer\n"
-        "from antiphon.models.tokenizer import import_miditok\n"
+        "import antiphon.live.stepper, antiphon.live.sampling, antiphon.models.midi.tokenizer\n"
+        "from antiphon.models.midi.tokenizer import import_miditok\n"
         "import_miditok()\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
@@ -198,7 +198,7 @@ def test_live_side_never_imports_torch() -> None:
 def test_export_int8_of_a_family_it_cannot_quantize(tmp_path) -> None:
     """The note RNN's int8 agreement has no measure here: one line, and the fp32 file stays."""
     pytest.importorskip("torch")
-    from antiphon.models.notes import Grid
+    from antiphon.models.midi.notes import Grid
     from antiphon.models.registry import family
     from tests.checkpoints import save_checkpoint
 

@@ -13,7 +13,7 @@ from antiphon.errors import UserError  # noqa: E402
 from antiphon.export.graphs import graph_for  # noqa: E402
 from antiphon.export.verify import ATOL, CASES, ParityError, verify  # noqa: E402
 from antiphon.live.session import ModelFile  # noqa: E402
-from antiphon.models.tokenizer import Tokenizer  # noqa: E402
+from antiphon.models.midi.tokenizer import Tokenizer  # noqa: E402
 from antiphon.models.train import load_checkpoint, model_from_checkpoint  # noqa: E402
 
 

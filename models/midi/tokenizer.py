@@ -17,8 +17,8 @@ from types import ModuleType
 from typing import Any
 
 from antiphon.errors import UserError
-from antiphon.models.codec import MidiLikeCodec
-from antiphon.models.notes import Grid, Note, Pedal, Performance, read_performance
+from antiphon.models.midi.codec import MidiLikeCodec
+from antiphon.models.midi.notes import Grid, Note, Pedal, Performance, read_performance
 
 KINDS = {"midilike": "MIDILike", "remi": "REMI", "tsd": "TSD"}
 PIANO = (21, 108)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from antiphon.errors import UserError
-from antiphon.models.notes import Grid, MidiFileError, NoteStream, TickEvents, read_midi_events
+from antiphon.models.midi.notes import Grid, MidiFileError, NoteStream, TickEvents, read_midi_events
 
 PITCH_LO = 21
 N_KEYS = 88
