@@ -25,11 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from antiphon.errors import UserError
-from antiphon.models.midi.notes import Grid, MidiFileError, NoteStream, TickEvents, read_midi_events
+from antiphon.models.midi.notes import Grid, NoteStream, TickEvents, read_midi_events
 
 PITCH_LO = 21
 N_KEYS = 88
-PREFIX = "polyphonic:"  # --data polyphonic:FILE trains on a benchmark file's train split
 
 
 # -- the benchmark format --------------------------------------------------------------------
@@ -163,61 +162,3 @@ def file_roll(
 ) -> np.ndarray:
     cursor, frames = FrameCursor(frame_ticks, pitch_lo, n_keys).hear(file_ticks(path, grid))
     return frames_to_roll(frames + cursor.finish(), n_keys)
-
-
-# -- training data -------------------------------------------------------------------------------
-@dataclass
-class Rolls:
-    """Train and valid pieces of one source, and where they came from."""
-
-    train: list[np.ndarray]
-    valid: list[np.ndarray]
-    summary: dict
-
-
-def load_rolls(
-    data: str,
-    grid: Grid,
-    frame_ticks: int,
-    *,
-    pitch_lo: int = PITCH_LO,
-    n_keys: int = N_KEYS,
-    progress: bool = False,
-    only: tuple[str, ...] = ("train", "valid"),
-) -> Rolls:
-    """``polyphonic:FILE`` (its train and valid splits) or a corpus (``models.corpus``)
-    read onto ``grid`` and cut into frames; a split not in ``only`` is left empty."""
-    if data.startswith(PREFIX):
-        path = data[len(PREFIX) :]
-        train, valid = (
-            benchmark_split(path, s, pitch_lo, n_keys) if s in only else []
-            for s in ("train", "valid")
-        )
-        return Rolls(train, valid, _summary(f"{PREFIX}{Path(path).name}", train, valid, 0))
-    from antiphon.models.corpus import resolve_corpus
-    from antiphon.models.dataset import cache_root
-
-    corpus = resolve_corpus(data, cache_dir=cache_root(), progress=progress)
-    failed = 0
-    splits: dict[str, list[np.ndarray]] = {}
-    for split in ("train", "valid"):
-        rolls = []
-        for path in corpus.split(split) if split in only else ():
-            try:
-                roll = file_roll(path, grid, frame_ticks, pitch_lo, n_keys)
-            except MidiFileError:
-                failed += 1
-                continue
-            if len(roll):
-                rolls.append(roll)
-        splits[split] = rolls
-    return Rolls(splits["train"], splits["valid"], _summary(corpus.name, *splits.values(), failed))
-
-
-def _summary(name: str, train: list[np.ndarray], valid: list[np.ndarray], failed: int) -> dict:
-    return {
-        "name": name,
-        "pieces": {"train": len(train), "valid": len(valid)},
-        "frames": {"train": sum(map(len, train)), "valid": sum(map(len, valid))},
-        "failed": failed,
-    }
