@@ -1,7 +1,7 @@
 """The piano-roll families' voice: closed ticks in as frames, frames out as notes.
 
-Hearing: ``FrameCursor`` (``models.polyphonic``, the code training reads files with) cuts the
-closed ticks into frames of ``frame_ticks`` — the keys sounding in each, silent frames
+Hearing: ``FrameCursor`` (``models.midi.polyphonic``, the code training reads files with)
+cuts the closed ticks into frames of ``frame_ticks`` — the keys sounding in each, silent frames
 included — and the completed frames go through the graph in one run, updating the
 recurrent state (O(1) per frame however long the session).
 

@@ -1,7 +1,7 @@
 """Training the note RNN: a corpus read as notes, windows of notes, the three-head loss.
 
-Every file is read through ``models.notes.read_performance`` on the default tokenizer's grid
-(what the daemon hears), its notes taken in (start, pitch) order as (pitch, step, duration)
+Every file is read through ``models.midi.notes.read_performance`` on the default tokenizer's
+grid (what the daemon hears), its notes taken in (start, pitch) order as (pitch, step, duration)
 in grid ticks, and cached per corpus. Windows of ``block_size + 1`` notes are drawn from the
 concatenated split, across piece boundaries as the tutorial does (a piece's first note has
 step 0), transposed at random. The optimizer, schedule, clipping, checkpoint (the format of

@@ -4,7 +4,7 @@ Two sources of the same thing, a piece as a binary roll ``(T, 88)`` (key 0 = A0 
 
 - the benchmark JSON format of ``shared/data/polyphonic`` (``{"train": [...], "valid": [...]}``,
   a piece a list of frames, a frame the sorted MIDI pitches sounding in it), any split name;
-- MIDI files or live input, read by ``models.notes`` onto the model's grid and cut into frames
+- MIDI files or live input, read by ``notes`` onto the model's grid and cut into frames
   of ``frame_ticks`` ticks by ``FrameCursor`` — the very same code the live voice runs, so a
   file played into the daemon becomes exactly the frames it was trained on.
 

@@ -3,7 +3,7 @@
 MIDILike is the default because the daemon can extend it one incoming event at a time; REMI
 and TSD are selectable for offline work. Every checkpoint and ONNX file carries
 ``Tokenizer.to_params()``; ``Tokenizer.from_params`` rebuilds the identical tokenizer.
-Files reach miditok through ``models.notes`` (merged, quantized, one voice), so the live
+Files reach miditok through ``notes`` (merged, quantized, one voice), so the live
 context and this offline path see the same notes.
 """
 
