@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from antiphon.errors import UserError
-from antiphon.models.midi.notes import Grid, NoteStream, TickEvents, read_midi_events
+from antiphon.models.midi.notes import Grid, TickEvents, file_ticks
 
 PITCH_LO = 21
 N_KEYS = 88
@@ -143,18 +143,6 @@ def frames_to_roll(frames: list[frozenset[int]], n_keys: int = N_KEYS) -> np.nda
     for t, keys in enumerate(frames):
         roll[t, list(keys)] = 1
     return roll
-
-
-def file_ticks(path: str | Path, grid: Grid) -> list[TickEvents]:
-    """The closed ticks of a MIDI file, as the live context hears them."""
-    events = read_midi_events(path)
-    stream = NoteStream(grid)
-    ticks: list[TickEvents] = []
-    for ev in events:
-        ticks.extend(stream.advance(ev.beat))
-        stream.feed(ev)
-    ticks.extend(stream.finish(events[-1].beat if events else 0.0))
-    return ticks
 
 
 def file_roll(

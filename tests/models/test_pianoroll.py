@@ -138,7 +138,7 @@ def test_benchmark_pieces_round_trip() -> None:
 
 def test_file_frames_equal_streamed_frames(chorale) -> None:
     """A file read for training and the same ticks heard one by one make the same frames."""
-    from antiphon.models.midi.polyphonic import file_ticks
+    from antiphon.models.midi.notes import file_ticks
 
     grid = Grid(8)
     roll = file_roll(chorale, grid, 2)
