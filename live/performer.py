@@ -31,8 +31,8 @@ from antiphon.live.sampling import Sampler
 from antiphon.live.scheduler import Scheduler
 from antiphon.live.shaping import NoteEvent, Shaping, notes_to_events, shape
 from antiphon.live.timeline import Timeline
-from antiphon.models.codec import Decoded
-from antiphon.models.notes import TickEvents
+from antiphon.models.midi.codec import Decoded
+from antiphon.models.midi.notes import TickEvents
 
 log = logging.getLogger(__name__)
 MAX_FAILURES = 3  # answers in a row that fail before the engine gives up (the daemon exits)

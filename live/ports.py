@@ -233,6 +233,26 @@ def list_ports(backend: str | None = None) -> dict[str, dict[str, list[str]]]:
     return result
 
 
+def port_listing(backend: str | None = None) -> list[str]:
+    """What ``antiphon ports`` prints: each backend's ports (or only ``backend``'s), or why
+    the backend is unavailable."""
+    status = backend_status()
+    found = list_ports(backend)
+    lines: list[str] = []
+    for b, reason in status.items():
+        if backend and b != backend:
+            continue
+        if b not in found:
+            lines.append(f"{b}: unavailable ({reason or 'cannot list ports'})")
+            continue
+        ports = found[b]
+        lines += [f"{b}:", "  inputs (antiphon can listen to, --input):"]
+        lines += [f"    {name}" for name in ports["inputs"] or ["(none)"]]
+        lines.append("  outputs (antiphon can play into, --output):")
+        lines += [f"    {name}" for name in ports["outputs"] or ["(none)"]]
+    return lines
+
+
 def _no_virtual_ports(backend: str) -> None:
     if backend == "winmm":
         raise UserError(

@@ -124,6 +124,25 @@ def test_named_backend_errors() -> None:
         resolve_backend("jack", platform="linux", **fake_backends(["alsa", "jack"], {"jack"}))
 
 
+def test_port_listing_names_ports_and_why_a_backend_is_unavailable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    status = {"alsa": "no sequencer", "jack": None}
+    monkeypatch.setattr(ports, "backend_status", lambda: status)
+    monkeypatch.setattr(
+        ports, "list_ports", lambda backend=None: {"jack": {"inputs": ["kbd"], "outputs": []}}
+    )
+    assert ports.port_listing() == [
+        "alsa: unavailable (no sequencer)",
+        "jack:",
+        "  inputs (antiphon can listen to, --input):",
+        "    kbd",
+        "  outputs (antiphon can play into, --output):",
+        "    (none)",
+    ]
+    assert ports.port_listing("alsa") == ["alsa: unavailable (no sequencer)"]
+
+
 def test_windows_has_no_virtual_ports() -> None:
     with pytest.raises(UserError, match="loopMIDI"):
         ports._no_virtual_ports("winmm")
