@@ -457,6 +457,7 @@ class RtMidiInput(MidiInput):
         idle_poll: float = 0.01,
         idle_after: float = 1.0,
         busy: Callable[[], bool] | None = None,
+        keepalive: float | None = 0.01,
     ) -> None:
         super().__init__(on_message, now)
         self.queue_size = queue_size
@@ -470,6 +471,8 @@ class RtMidiInput(MidiInput):
         )
         self.backend = self._port.backend
         self.port_name = self._port.name
+        self.keepalive = keepalive
+        self._keeper = self._open_keeper(client) if self.backend == "jack" and keepalive else None
         self._reader = threading.Thread(target=self._read, name="antiphon-midi-in", daemon=True)
         self._reader.start()
 
@@ -480,9 +483,9 @@ class RtMidiInput(MidiInput):
 
     def _read(self) -> None:
         last: float | None = None  # estimated arrival of the previous message
-        quiet_since = self._now()
+        quiet_since = probed = self._now()
         while not self._stop.is_set():
-            drained = 0
+            drained = heard = 0
             with self._read_lock:
                 while not self._stop.is_set():
                     try:
@@ -499,7 +502,9 @@ class RtMidiInput(MidiInput):
                     last = t
                     drained += 1
                     for part in split_stream(data):
-                        self._deliver_at(part, t)
+                        if part != KEEPALIVE:
+                            heard += 1
+                            self._deliver_at(part, t)
             if drained >= self.queue_size - 1:
                 self.overflows += 1
                 log.warning(
@@ -507,11 +512,32 @@ class RtMidiInput(MidiInput):
                     self.queue_size,
                 )
             now = self._now()
-            if drained:
+            if heard:
                 quiet_since = now
+            if self._keeper is not None and now - probed >= self.keepalive:
+                probed = now
+                with contextlib.suppress(Exception):
+                    self._keeper.send_message(KEEPALIVE)
             fast = now - quiet_since < self.idle_after or (self._busy is not None and self._busy())
-            wait = self.poll if fast else self.idle_poll
-            self._stop.wait(wait)
+            self._stop.wait(self.poll if fast else self.idle_poll)
+
+    def _open_keeper(self, client: str) -> Any:
+        """JACK only: a client of ours that sends a complete sysex to our own input every
+        ``keepalive`` seconds. rtmidi's JACK input treats everything after a sysex start
+        without its 0xF7 as part of that sysex until some event ends with 0xF7, so one
+        truncated sysex from any peer would silence the daemon for good; the keep-alive
+        ends it within ``keepalive`` and ``split_stream`` recovers what came meanwhile.
+        (ALSA's backend reads typed events and has no such state.)"""
+        rtmidi = _rtmidi()
+        keeper = rtmidi.MidiOut(_api("jack"), name=f"{client}-keepalive")
+        try:
+            names = keeper.get_ports()
+            keeper.open_port(names.index(self._port.name), "out")
+        except (ValueError, rtmidi.RtMidiError) as e:
+            keeper.delete()
+            log.warning("MIDI input: no keep-alive for broken sysex (%s)", e)
+            return None
+        return keeper
 
     @property
     def peer(self) -> str | None:
@@ -528,7 +554,14 @@ class RtMidiInput(MidiInput):
         self._stop.set()
         if self._reader is not threading.current_thread():
             self._reader.join(timeout=1.0)
+        if self._keeper is not None:
+            with contextlib.suppress(Exception):
+                self._keeper.close_port()
+                self._keeper.delete()
         self._port.close()
+
+
+KEEPALIVE = [0xF0, 0x7D, 0x61, 0x6E, 0xF7]  # a sysex for non-commercial use: "an"
 
 
 def split_stream(data: list[int]) -> list[list[int]]:
