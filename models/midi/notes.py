@@ -389,7 +389,11 @@ def raw_event_from_message(msg: object, beat: float, source: Hashable) -> RawEve
 
 def file_ticks(path: str | Path, grid: Grid) -> list[TickEvents]:
     """The closed ticks of a MIDI file, as the live context hears them."""
-    events = read_midi_events(path)
+    return event_ticks(read_midi_events(path), grid)
+
+
+def event_ticks(events: list[RawEvent], grid: Grid) -> list[TickEvents]:
+    """The closed ticks of a file's events, as the live context hears them."""
     stream = NoteStream(grid)
     ticks: list[TickEvents] = []
     for ev in events:
