@@ -30,7 +30,7 @@ from antiphon.models.midi.notes import (
     midi_events,
     read_midi_file,
 )
-from antiphon.models.smf import MAX_TRACKS
+from antiphon.models.midi.smf import MAX_TRACKS
 
 DEFAULT_SECONDS = 20.0
 MAX_BPM = 1000.0  # a faster tempo is a corrupt one (a tempo of 1 us/beat asks for days of music)

@@ -328,7 +328,7 @@ def read_midi_file(path: str | Path) -> mido.MidiFile:
     """A MIDI file, or a ``MidiFileError`` saying in one line why it cannot be read."""
     import mido
 
-    from antiphon.models.smf import MAX_BYTES, checked_smf
+    from antiphon.models.midi.smf import MAX_BYTES, checked_smf
 
     path = Path(path)
     if not path.is_file():

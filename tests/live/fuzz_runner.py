@@ -61,7 +61,7 @@ def run_one(main, path: Path, out: Path, args: list[str]) -> dict:
 
 def written_problem(out: Path) -> str:
     """What is wrong with a file ``continue`` wrote: "" when it reads back with every note ended."""
-    from antiphon.models.notes import MidiFileError, read_midi_file
+    from antiphon.models.midi.notes import MidiFileError, read_midi_file
 
     try:
         added = read_midi_file(out).tracks[-1]
@@ -80,7 +80,7 @@ def written_problem(out: Path) -> str:
 def main(cases: Path, results: Path, model: str) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
     signal.signal(signal.SIGALRM, _deadline)
-    from antiphon.live.cli import main as cli
+    from antiphon.cli import main as cli
 
     out = results.parent / "out.mid"
     with results.open("w") as f:

@@ -21,7 +21,7 @@ import pytest
 from antiphon.errors import UserError
 from antiphon.live.continuation import MAX_DELTA, ContinueOptions, continue_file, write_continuation
 from antiphon.live.shaping import NoteEvent
-from antiphon.models.notes import read_midi_file
+from antiphon.models.midi.notes import read_midi_file
 from tests.live.fuzz_midi import NOTE, Smf, cases, meta
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from antiphon.models.smf import SmfError, checked_smf
+from antiphon.models.midi.smf import SmfError, checked_smf
 
 
 def test_a_real_file_passes_unchanged(chorale) -> None:
