@@ -76,6 +76,7 @@ def _count_events(data: bytes, i: int, end: int) -> int:
     running = None  # the status that bare data bytes continue (running status)
     n = 0
     while i < end:
+        start = i
         i = _length(data, i, end)[1]  # the delta time
         if i >= end:
             raise SmfError(f"a delta time at byte {i} has no event after it")
@@ -97,7 +98,7 @@ def _count_events(data: bytes, i: int, end: int) -> int:
         else:
             raise SmfError(f"status byte 0x{status:02x} at byte {i} does not belong in a file")
         if i > end:
-            raise SmfError(f"the last event runs {i - end} bytes past the end of its track")
+            raise SmfError(f"the event at byte {start} runs past the end of its track")
         n += 1
     return n
 

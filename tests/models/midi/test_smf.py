@@ -24,7 +24,7 @@ def test_a_track_must_hold_whole_events(chorale) -> None:
     track = b"\x00\x90\x3c\x40\x00\x3c"  # the second note-on lacks its velocity
     data = chorale.read_bytes()[:14] + b"MTrk" + struct.pack(">L", len(track)) + track
     data = data[:10] + b"\x00\x01" + data[12:]  # one track
-    with pytest.raises(SmfError, match="track 1: the last event runs 1 bytes past"):
+    with pytest.raises(SmfError, match="track 1: the event at byte 26 runs past the end"):
         checked_smf(data)
 
 
