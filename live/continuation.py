@@ -8,6 +8,7 @@ prompt longer than the model's window keeps its most recent part.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +21,23 @@ from antiphon.live.sampling import Sampler, Sampling
 from antiphon.live.session import ModelFile
 from antiphon.live.shaping import NoteEvent, Shaping, shape
 from antiphon.models.midi.codec import Decoded
-from antiphon.models.midi.notes import Grid, MidiFileError, TickEvents, file_ticks
+from antiphon.models.midi.notes import (
+    Grid,
+    MidiFileError,
+    RawEvent,
+    TickEvents,
+    event_ticks,
+    midi_events,
+    read_midi_file,
+)
+from antiphon.models.midi.smf import MAX_TRACKS
 
 DEFAULT_SECONDS = 20.0
+MAX_BPM = 1000.0  # a faster tempo is a corrupt one (a tempo of 1 us/beat asks for days of music)
+# A longer silence in the prompt is heard as this long: more rests only fill the model's window,
+# and a corrupt delta time can mean days of them.
+PROMPT_GAP_BEATS = 64.0
+MAX_DELTA = 0x0FFFFFFF  # the largest delta time a MIDI file can hold (4 bytes)
 
 
 @dataclass
@@ -51,7 +66,8 @@ def file_tempo_and_meter(mid: mido.MidiFile) -> tuple[float, tuple[int, int]]:
     for track in mid.tracks:
         for msg in track:
             if msg.type == "set_tempo" and not found_tempo:
-                bpm, found_tempo = mido.tempo2bpm(msg.tempo), True
+                bpm = mido.tempo2bpm(msg.tempo) if msg.tempo > 0 else math.inf
+                found_tempo = True
             elif msg.type == "time_signature" and not found_meter:
                 meter, found_meter = (msg.numerator, msg.denominator), True
     return bpm, meter
@@ -85,11 +101,19 @@ def continue_file(
     if opts.variations < 1:
         raise UserError("--variations must be at least 1")
     inp, out = Path(inp), Path(out)
-    voice = open_voice(ModelFile.open(model))
-    ticks = prompt_ticks(inp, voice.grid)
-    prompt_end = ticks[-1].tick
-    mid = mido.MidiFile(inp, clip=True)
+    mid = read_midi_file(inp)  # a bad file fails before the model loads
+    if len(mid.tracks) >= MAX_TRACKS:
+        raise MidiFileError(f"{inp}: it has {len(mid.tracks)} tracks, no room for one more")
     bpm, meter = file_tempo_and_meter(mid)
+    if bpm > MAX_BPM:
+        raise MidiFileError(f"{inp}: its tempo of {bpm:.4g} bpm is over {MAX_BPM:.0f} (corrupt?)")
+    if opts.bars is not None and not (1 <= meter[0] <= 64 and 1 <= meter[1] <= 64):
+        n, d = meter
+        raise MidiFileError(f"{inp}: its time signature {n}/{d} has no bars to count (--seconds?)")
+    events = midi_events(mid)
+    voice = open_voice(ModelFile.open(model), max_gap_beats=PROMPT_GAP_BEATS)
+    ticks = prompt_ticks(inp, events, voice.grid)
+    prompt_end = ticks[-1].tick
     length = round(length_in_beats(opts, bpm, meter) * voice.grid.tpq)
 
     results = []
@@ -118,9 +142,9 @@ def continue_file(
     return results
 
 
-def prompt_ticks(path: Path, grid: Grid) -> list[TickEvents]:
-    """The closed ticks of a MIDI file, as the live context would have heard them."""
-    ticks = file_ticks(path, grid)
+def prompt_ticks(path: Path, events: list[RawEvent], grid: Grid) -> list[TickEvents]:
+    """The closed ticks of a MIDI file's events, as the live context would have heard them."""
+    ticks = event_ticks(events, grid)
     if not any(t.ons for t in ticks):
         raise MidiFileError(f"{path}: the MIDI file holds no notes to continue")
     return ticks
@@ -156,11 +180,15 @@ def write_continuation(
         timed.append(
             (to_tick(n.start), 1, mido.Message("note_on", note=n.pitch, velocity=n.velocity))
         )
-        timed.append((to_tick(n.end), 0, mido.Message("note_off", note=n.pitch, velocity=0)))
+        end = max(to_tick(n.end), to_tick(n.start) + 1)  # at a coarse division, not on its start
+        timed.append((end, 0, mido.Message("note_off", note=n.pitch, velocity=0)))
     timed.sort(key=lambda x: (x[0], x[1]))
     track = mido.MidiTrack([mido.MetaMessage("track_name", name="antiphon", time=0)])
     last = 0
     for tick, _, msg in timed:
+        while tick - last > MAX_DELTA:  # a later time is reached through empty markers
+            track.append(mido.MetaMessage("marker", text="", time=MAX_DELTA))
+            last += MAX_DELTA
         track.append(msg.copy(time=tick - last))
         last = tick
     track.append(mido.MetaMessage("end_of_track", time=0))

@@ -18,12 +18,17 @@ The canonical form (what miditok then sees, already preprocessed):
 from __future__ import annotations
 
 import bisect
+import io
 import math
 from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from antiphon.errors import UserError
+
+if TYPE_CHECKING:
+    import mido
 
 DRUM_CHANNEL = 9  # General MIDI channel 10: percussion, not pitched notes.
 PEDAL_CC = 64
@@ -319,21 +324,42 @@ class MidiFileError(UserError):
     """A MIDI file that cannot be read or holds no notes."""
 
 
-def read_midi_events(path: str | Path, *, skip_drums: bool = True) -> list[RawEvent]:
-    """The note and pedal events of a MIDI file in beats, all tracks merged in time order.
-
-    Musical time (ticks / ticks-per-beat) is used and tempo ignored, as miditok does.
-    """
+def read_midi_file(path: str | Path) -> mido.MidiFile:
+    """A MIDI file, or a ``MidiFileError`` saying in one line why it cannot be read."""
     import mido
+
+    from antiphon.models.midi.smf import MAX_BYTES, checked_smf
 
     path = Path(path)
     if not path.is_file():
         raise MidiFileError(f"{path}: no such file")
     try:
-        mid = mido.MidiFile(path, clip=True)
-    except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError) as exc:
-        raise MidiFileError(f"{path}: not a readable MIDI file ({exc})") from None
-    tpb = mid.ticks_per_beat or 480
+        with path.open("rb") as f:
+            data = f.read(MAX_BYTES + 1)  # enough to tell that a file is too big, no more
+    except OSError as exc:
+        raise MidiFileError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        # mido raises many kinds of exception on meta events it cannot decode (a key signature
+        # of 9 sharps, a tempo of two bytes); on checked bytes in memory each is the file's fault.
+        return mido.MidiFile(file=io.BytesIO(checked_smf(data)), clip=True)
+    except MemoryError:
+        raise
+    except Exception as exc:
+        why = " ".join(str(exc).split()) or type(exc).__name__
+        raise MidiFileError(f"{path}: not a readable MIDI file: {why}") from None
+
+
+def read_midi_events(path: str | Path, *, skip_drums: bool = True) -> list[RawEvent]:
+    """The note and pedal events of a MIDI file in beats, all tracks merged in time order."""
+    return midi_events(read_midi_file(path), skip_drums=skip_drums)
+
+
+def midi_events(mid: mido.MidiFile, *, skip_drums: bool = True) -> list[RawEvent]:
+    """The note and pedal events of a parsed MIDI file in beats, all tracks merged in time order.
+
+    Musical time (ticks / ticks-per-beat) is used and tempo ignored, as miditok does.
+    """
+    tpb = mid.ticks_per_beat
     timed: list[tuple[int, int, int, RawEvent]] = []
     for ti, track in enumerate(mid.tracks):
         tick = 0
@@ -363,7 +389,11 @@ def raw_event_from_message(msg: object, beat: float, source: Hashable) -> RawEve
 
 def file_ticks(path: str | Path, grid: Grid) -> list[TickEvents]:
     """The closed ticks of a MIDI file, as the live context hears them."""
-    events = read_midi_events(path)
+    return event_ticks(read_midi_events(path), grid)
+
+
+def event_ticks(events: list[RawEvent], grid: Grid) -> list[TickEvents]:
+    """The closed ticks of a file's events, as the live context hears them."""
     stream = NoteStream(grid)
     ticks: list[TickEvents] = []
     for ev in events:
