@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from antiphon.live.context import StreamingContext
 from antiphon.live.engine import TokenVoice, open_voice
 from antiphon.live.sampling import Sampler, Sampling
@@ -74,3 +76,24 @@ def test_a_model_that_never_moves_time_still_ends_its_plan(tiny_onnx) -> None:
     state = voice.observe(voice.empty(), ticks_of(voice, [(0, 60, 0.5)]))
     steps = list(voice.plan(state, [], start_tick=8, until_tick=24, sampler=Stubborn()))
     assert steps[-1].tick >= 24
+
+
+def test_the_note_off_of_a_note_held_past_the_hold_grows_likelier(tiny_onnx) -> None:
+    import numpy as np
+
+    from antiphon.live.engine import HOLD_BEATS, HOLD_NATS_PER_BEAT
+
+    voice = TokenVoice(ModelFile.open(tiny_onnx))
+    codec, tpq = voice.codec, voice.grid.tpq
+    dec = codec.decoder(0)
+    for name in ("NoteOn_60", "Velocity_63", "TimeShift_1.0.8", "NoteOn_64", "Velocity_63"):
+        dec.step(codec.ids[name])
+    logits = np.zeros(codec.size, dtype=np.float32)
+    dec.tick = round(HOLD_BEATS * tpq) + tpq // 2  # 60 is held half a beat past the hold
+    biased = voice._release_overdue(logits, dec)
+    assert biased[codec.note_off[60]] == pytest.approx(HOLD_NATS_PER_BEAT / 2)
+    assert np.count_nonzero(biased) == 1 and not logits.any()  # 64 is not overdue yet
+    dec.tick += 2 * tpq
+    biased = voice._release_overdue(logits, dec)
+    assert biased[codec.note_off[64]] == pytest.approx(HOLD_NATS_PER_BEAT * 1.5)
+    assert TokenVoice(voice.model, hold_beats=None)._release_overdue(logits, dec) is logits
