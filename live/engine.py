@@ -188,7 +188,8 @@ class TokenVoice:
             started = started or any(e.kind == "on" for e in events)
             state = self.stepper.feed(state, [token])
             yield PlanStep(events, dec.tick)
-        yield PlanStep(dec.release(), dec.tick, tokens=0)
+        # The last time shift may overshoot ``until``: what still sounds ends at ``until``.
+        yield PlanStep(dec.release(min(dec.tick, until)), dec.tick, tokens=0)
 
     def _release_overdue(self, logits: np.ndarray, dec: MidiLikeDecoder) -> np.ndarray:
         """The logits with the NoteOff of every note held past ``hold`` made likelier."""

@@ -182,9 +182,10 @@ class MidiLikeDecoder:
             return [Decoded(self.tick, "pedal", 0)]
         return []
 
-    def release(self) -> list[Decoded]:
-        """Note-offs for everything still sounding, at the current tick."""
-        out = [Decoded(self.tick, "off", p) for p in self.sounding]
+    def release(self, tick: int | None = None) -> list[Decoded]:
+        """Note-offs for everything still sounding, at ``tick`` (default: the current one)."""
+        at = self.tick if tick is None else tick
+        out = [Decoded(at, "off", p) for p in self.sounding]
         for p in list(self.sounding):
             self._sound(p, None)
         return out

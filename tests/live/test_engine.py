@@ -56,6 +56,7 @@ def test_a_plan_starts_with_a_note_at_the_start_tick_and_closes_its_notes(tiny_o
             sounding[e.pitch] -= 1
     assert not any(sounding.values())
     assert steps[-1].tick >= 48
+    assert max(e.tick for e in events) <= 48  # a time shift past the end releases there
 
 
 def test_a_model_that_never_moves_time_still_ends_its_plan(tiny_onnx) -> None:
