@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from antiphon.models.corpus import SPLITS, Corpus
-from antiphon.models.notes import MidiFileError
-from antiphon.models.tokenizer import Tokenizer
+from antiphon.models.midi.notes import MidiFileError
+from antiphon.models.midi.tokenizer import Tokenizer
 
 PITCH_PREFIXES = ("NoteOn_", "NoteOff_", "Pitch_")
 

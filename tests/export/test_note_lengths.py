@@ -34,7 +34,7 @@ def test_the_default_model_holds_no_note_for_most_of_a_continuation(
 def test_the_default_model_continues_held_out_piano_music_without_stuck_keys(
     tmp_path: Path,
 ) -> None:
-    from antiphon.models.polyphonic import load_benchmark, piece_to_midi
+    from antiphon.models.midi.polyphonic import load_benchmark, piece_to_midi
 
     if not PIANO.exists():
         pytest.skip(f"{PIANO} is not available on this machine")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from antiphon.models.codec import MidiLikeCodec
-from antiphon.models.tokenizer import Tokenizer
+from antiphon.models.midi.codec import MidiLikeCodec
+from antiphon.models.midi.tokenizer import Tokenizer
 
 
 @pytest.fixture(scope="module")
