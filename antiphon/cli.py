@@ -216,6 +216,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
         print(report.table())
         result = report.to_dict()
+    elif args.note_lengths:
+        from antiphon.export.report import continuation_lengths
+
+        seeds = [int(x) for x in args.seeds.split(",")]
+        lengths = continuation_lengths(
+            args.note_lengths, args.model, seeds=seeds, seconds=args.seconds
+        )
+        print(lengths.markdown())
+        result = lengths.to_dict()
     elif args.report:
         from antiphon.export.report import build_report
 
@@ -229,7 +238,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         result = info.to_props()
     else:
         raise UserError(
-            "antiphon eval needs --polyphonic, --generated/--reference, --report or --model"
+            "antiphon eval needs --polyphonic, --generated/--reference, --note-lengths, --report "
+            "or --model"
         )
     _write_json(args.json, result)
     return 0
@@ -353,6 +363,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", default=None, help="held-out MIDI folder: compare --models")
     p.add_argument("--models", nargs="*", default=None, help="ONNX files (default: all in runs/)")
     p.add_argument("--output", default="report.md", help="--report: Markdown table file")
+    p.add_argument(
+        "--note-lengths",
+        default=None,
+        help="folder of prompts: note lengths of --model's continuations (default model)",
+    )
+    p.add_argument("--seeds", default="1", help="--note-lengths: seeds, e.g. 1,2,3")
+    p.add_argument("--seconds", type=float, default=20.0, help="--note-lengths: per continuation")
     p.add_argument("--json", default=None, help="also write the results as JSON")
     p.set_defaults(func=cmd_eval)
 

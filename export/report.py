@@ -29,6 +29,7 @@ from antiphon.live.sampling import Sampling
 from antiphon.live.session import ModelFile
 from antiphon.models.corpus import resolve_corpus
 from antiphon.models.dataset import cache_root
+from antiphon.models.metrics import LONG_NOTE_BEATS
 from antiphon.models.midi.notes import Grid, MidiFileError, read_performance
 from antiphon.models.midi.tokenizer import Tokenizer
 from antiphon.models.nll import model_nll
@@ -51,6 +52,7 @@ class Row:
     oa: dict
     step_ms: float
     speedup: float
+    lengths: dict | None = None  # the continuations' pooled note lengths (length_summary)
 
     def to_dict(self) -> dict:
         return dict(vars(self))
@@ -138,8 +140,11 @@ def token_nll(model: ModelFile, pieces: list[Path]) -> tuple[float | None, int]:
     return nll, n
 
 
-def continuation_oa(model: Path, pieces: list[Path], work: Path) -> tuple[float | None, dict]:
-    from antiphon.models.metrics import measure_files
+def continuation_oa(
+    model: Path, pieces: list[Path], work: Path
+) -> tuple[float | None, dict, dict | None]:
+    """Mean OA, OA per metric, and the continuations' pooled note lengths."""
+    from antiphon.models.metrics import length_summary, measure_files
     from antiphon.models.overlap import overlap_areas
 
     gen, ref = [], []
@@ -154,10 +159,12 @@ def continuation_oa(model: Path, pieces: list[Path], work: Path) -> tuple[float 
         if r.notes:
             gen.append(last_track(r.path, work / f"gen-{i}.mid"))
     if not gen:
-        return None, {}
-    oa = overlap_areas(measure_files(gen), measure_files(ref))
+        return None, {}, None
+    generated = measure_files(gen)
+    oa = overlap_areas(generated, measure_files(ref))
     finite = [v for v in oa.values() if v is not None and np.isfinite(v)]
-    return (float(np.mean(finite)) if finite else None), oa
+    lengths = length_summary(generated.note_lengths())
+    return (float(np.mean(finite)) if finite else None), oa, lengths
 
 
 def build_report(data: str, *, models: list[str] | None, out: Path) -> dict:
@@ -170,7 +177,7 @@ def build_report(data: str, *, models: list[str] | None, out: Path) -> dict:
         mf = ModelFile.open(path)
         nll, n = token_nll(mf, pieces)
         with tempfile.TemporaryDirectory() as tmp:
-            mean_oa, oa = continuation_oa(path, pieces, Path(tmp))
+            mean_oa, oa, lengths = continuation_oa(path, pieces, Path(tmp))
         b = bench(path, context=min(256, mf.info.max_context - 1), steps=200)
         rows.append(
             Row(
@@ -184,6 +191,7 @@ def build_report(data: str, *, models: list[str] | None, out: Path) -> dict:
                 oa=oa,
                 step_ms=b.rows[0].p50_ms,
                 speedup=b.speedup,
+                lengths=lengths,
             )
         )
     out.write_text(markdown(rows, data, len(pieces)))
@@ -199,15 +207,120 @@ def markdown(rows: list[Row], data: str, pieces: int) -> str:
     lines = [
         f"Held-out: {pieces} pieces of the test split of `{data}`; continuations of "
         f"{PROMPT_BEATS}-beat prompts, {CONTINUE_BEATS} beats each (seeded); OA = mean "
-        "overlapping area of the objective metrics against the pieces' real continuations.",
+        "overlapping area of the objective metrics against the pieces' real continuations; "
+        "the last two columns pool every note of the continuations.",
         "",
         "| model | family | parameters | ONNX MB | NLL/token | mean OA | step ms (ORT p50) "
-        "| ORT vs torch |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| ORT vs torch | p95 note (beats) | notes > 8 beats |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        p95 = f(r.lengths["p95"], ".2f") if r.lengths else "n/a"
+        over = f"{100 * r.lengths['over']:.2f} %" if r.lengths else "n/a"
         lines.append(
             f"| {r.model} | {r.family} | {r.params:,} | {r.onnx_mb:.1f} | {f(r.nll, '.3f')} "
-            f"| {f(r.mean_oa, '.3f')} | {r.step_ms:.2f} | {r.speedup:.1f}x |"
+            f"| {f(r.mean_oa, '.3f')} | {r.step_ms:.2f} | {r.speedup:.1f}x | {p95} | {over} |"
         )
     return "\n".join(lines) + "\n"
+
+
+# -- note lengths of continuations -------------------------------------------------------
+@dataclass
+class LengthReport:
+    """Note lengths of prompts and of a model's continuations of them (``antiphon eval
+    --note-lengths``): what showed the stuck keys of issue #11."""
+
+    model: str
+    prompts: dict  # length_summary of every prompt note
+    continuations: dict  # length_summary of every continuation note
+    long_note_time: float  # share of the continuations' sounding time with a note > 8 beats
+    worst: dict  # the run with the largest share of notes > 8 beats: prompt, seed, share
+    runs: int
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return dict(vars(self))
+
+    def markdown(self) -> str:
+        p, c = self.prompts, self.continuations
+
+        def pct(x: float) -> str:
+            return f"{100 * x:.2f} %"
+
+        rows = [
+            ("median", f"{p['median']:.2f}", f"{c['median']:.2f}"),
+            ("95th percentile", f"{p['p95']:.2f}", f"{c['p95']:.2f}"),
+            ("99th percentile", f"{p['p99']:.2f}", f"{c['p99']:.2f}"),
+            (f"notes longer than {LONG_NOTE_BEATS:g} beats", pct(p["over"]), pct(c["over"])),
+        ]
+        lines = [
+            f"`{self.model}`: {self.runs} continuations of {self.seconds:g} s "
+            f"({p['notes']:,} prompt notes, {c['notes']:,} continuation notes)",
+            "",
+            "| note length (beats) | the prompts | the continuations |",
+            "|---|---:|---:|",
+            *(f"| {a} | {b} | {x} |" for a, b, x in rows),
+            "",
+            f"time with a note held > {LONG_NOTE_BEATS:g} beats: {pct(self.long_note_time)} of "
+            f"the continuations' sounding time; worst run: {pct(self.worst['over'])} of its "
+            f"notes (`{self.worst['prompt']}`, seed {self.worst['seed']})",
+        ]
+        return "\n".join(lines) + "\n"
+
+
+def continuation_lengths(
+    prompts: str | Path,
+    model: str | Path | None = None,
+    *,
+    seeds: list[int] | tuple[int, ...] = (1,),
+    seconds: float = 20.0,
+) -> LengthReport:
+    """Continue every MIDI file under ``prompts`` with each seed, as ``antiphon continue
+    --seconds S --seed N`` does, and measure the note lengths of prompts and continuations
+    on the metrics' reading (notes in beats, pedal not lengthening them)."""
+    from antiphon.live.session import default_model_path
+    from antiphon.models.metrics import length_summary, long_note_time, metric_grid, midi_files
+
+    files = midi_files(Path(prompts))
+    model_path = Path(model) if model is not None else default_model_path()
+    grid = metric_grid()
+    prompt_lengths: list[float] = []
+    lengths: list[float] = []
+    held = sounded = 0.0
+    worst = {"over": -1.0, "prompt": "", "seed": 0}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for i, f in enumerate(files):
+            prompt = read_performance(f, grid).notes
+            prompt_lengths += [((n.end or n.start + 1) - n.start) / grid.tpq for n in prompt]
+            for seed in seeds:
+                opts = ContinueOptions(seconds=seconds, sampling=Sampling(seed=seed))
+                (r,) = continue_file(f, work / f"cont-{i}.mid", model_path, opts)
+                if not r.notes:
+                    continue
+                notes = read_performance(last_track(r.path, work / "gen.mid"), grid).notes
+                starts = np.array([n.start for n in notes])
+                ends = np.array([n.end or n.start + 1 for n in notes])
+                run = (ends - starts) / grid.tpq
+                lengths += run.tolist()
+                held += long_note_time(starts, ends, grid.tpq)
+                sounded += _sounding_beats(starts, ends, grid.tpq)
+                over = float((run > LONG_NOTE_BEATS).mean())
+                if over > worst["over"]:
+                    worst = {"over": over, "prompt": f.name, "seed": seed}
+    return LengthReport(
+        model=model_path.name,
+        prompts=length_summary(np.array(prompt_lengths)),
+        continuations=length_summary(np.array(lengths)),
+        long_note_time=held / sounded if sounded else 0.0,
+        worst=worst,
+        runs=len(files) * len(seeds),
+        seconds=seconds,
+    )
+
+
+def _sounding_beats(starts: np.ndarray, ends: np.ndarray, tpq: int) -> float:
+    from antiphon.models.metrics import sounding
+
+    t0, t1, count = sounding(starts, ends)
+    return float(((t1 - t0) * (count > 0)).sum() / tpq)

@@ -140,5 +140,5 @@ class Seq2SeqVoice(TokenVoice):
         # The first runs of a session are slow (allocations): pay them now, not in an answer.
         self.stepper.begin(Context((self.codec.bos if self.codec.bos is not None else 0,)))
 
-    def _generate(self, state, sampler, start, until, note_first):  # type: ignore[no-untyped-def]
-        return super()._generate(self.stepper.begin(state), sampler, start, until, note_first)
+    def _generate(self, state, sampler, start, until, note_first, hold=None):  # type: ignore[no-untyped-def]
+        return super()._generate(self.stepper.begin(state), sampler, start, until, note_first, hold)

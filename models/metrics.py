@@ -25,10 +25,15 @@ The metrics, one number per piece (``METRICS``; NaN where undefined):
   natural-minor scales.
 - ``empty_bar_rate`` (0..1): the fraction of bars in which no note sounds (a note held across
   a bar line keeps the bar non-empty).
+- ``note_length``, ``note_length_p95`` (beats): mean and 95th percentile of the notes' lengths.
+- ``long_note_time`` (0..1): the share of the time where something sounds during which a note
+  has been held longer than ``LONG_NOTE_BEATS`` (8): a stuck key or a drone (a prompt of
+  piano music scores ~0.01, a continuation with keys left ringing ~0.3).
 
 The pitch-class histogram (12 fractions, C first) is kept per piece for plots and for the
-intra/inter-set distances of ``overlap.py``. ``compare_dirs`` is the ``antiphon eval
---generated/--reference`` entry point.
+intra/inter-set distances of ``overlap.py``; so are every note's length and the time spent
+at each number of notes sounding at once, for the pooled distributions of a set.
+``compare_dirs`` is the ``antiphon eval --generated/--reference`` entry point.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ if TYPE_CHECKING:
     from antiphon.models.overlap import MetricsReport
 
 TPQ = 24  # ticks per quarter note: exact for triplets, sixteenths and x/32 time signatures
+LONG_NOTE_BEATS = 8.0  # a note held longer sounds like a stuck key in most music
 
 
 def metric_grid(tpq: int = TPQ) -> Grid:
@@ -76,6 +82,9 @@ METRICS: dict[str, Metric] = {
         Metric("groove_consistency", "0..1", "1 - mean Hamming distance of adjacent bars"),
         Metric("scale_consistency", "0..1", "best fraction of notes in a major/minor scale"),
         Metric("empty_bar_rate", "0..1", "fraction of bars where nothing sounds"),
+        Metric("note_length", "beats", "mean note length"),
+        Metric("note_length_p95", "beats", "95th percentile of the note lengths"),
+        Metric("long_note_time", "0..1", "share of sounding time with a note held > 8 beats"),
     )
 }
 
@@ -104,6 +113,8 @@ class PieceMetrics:
     pitch_class_histogram: tuple[float, ...]  # 12 fractions summing to 1, C first
     notes: int
     bars: int
+    note_lengths: tuple[float, ...] = ()  # beats, in onset order
+    polyphony_time: tuple[float, ...] = ()  # beats spent with 0, 1, 2, ... notes sounding
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -112,6 +123,7 @@ class PieceMetrics:
             "pitch_class_histogram": list(self.pitch_class_histogram),
             "notes": self.notes,
             "bars": self.bars,
+            "polyphony_time": list(self.polyphony_time),
         }
 
 
@@ -130,6 +142,18 @@ class SetMetrics:
 
     def histograms(self) -> np.ndarray:
         return np.array([p.pitch_class_histogram for p in self.pieces], dtype=float)  # (N, 12)
+
+    def note_lengths(self) -> np.ndarray:
+        """Every note's length (beats), all pieces pooled."""
+        return np.array([x for p in self.pieces for x in p.note_lengths], dtype=float)
+
+    def polyphony_share(self) -> np.ndarray:
+        """The share of time with 0, 1, 2, ... notes sounding, all pieces pooled."""
+        width = max((len(p.polyphony_time) for p in self.pieces), default=0)
+        total = np.zeros(width)
+        for p in self.pieces:
+            total[: len(p.polyphony_time)] += p.polyphony_time
+        return total / total.sum() if total.sum() > 0 else total
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -208,6 +232,9 @@ def piece_metrics(
     ioi_std = float(ioi.std()) if ioi.size else math.nan
 
     in_scale = _SCALES @ np.bincount(pitches % 12, minlength=12)  # (24,) notes in each scale
+    lengths = (ends - starts) / tpq
+    span_all = seg_end - seg_start
+    at_count = np.bincount(count, weights=span_all, minlength=1) / tpq  # beats at 0, 1, ...
 
     values = {
         "pitch_class_entropy": entropy,
@@ -220,9 +247,53 @@ def piece_metrics(
         "groove_consistency": groove_consistency(onsets, bars),
         "scale_consistency": float(in_scale.max() / len(notes)),
         "empty_bar_rate": empty_bar_rate(seg_start[heard], seg_end[heard], bars),
+        "note_length": float(lengths.mean()),
+        "note_length_p95": float(np.percentile(lengths, 95)),
+        "long_note_time": long_note_time(starts, ends, tpq) / (span.sum() / tpq),
     }
     assert values.keys() == METRICS.keys()
-    return PieceMetrics(path, values, tuple(float(x) for x in pch), len(notes), len(bars))
+    return PieceMetrics(
+        path,
+        values,
+        tuple(float(x) for x in pch),
+        len(notes),
+        len(bars),
+        tuple(float(x) for x in lengths),
+        tuple(float(x) for x in at_count),
+    )
+
+
+def long_note_time(
+    starts: np.ndarray, ends: np.ndarray, tpq: int = TPQ, beats: float = LONG_NOTE_BEATS
+) -> float:
+    """Beats during which some note has been held longer than ``beats`` (overlaps once)."""
+    late = starts + beats * tpq  # each note is "long" from here to its end
+    keep = ends > late
+    if not keep.any():
+        return 0.0
+    lo, hi = late[keep], ends[keep]
+    order = np.argsort(lo)
+    lo, hi = lo[order], np.maximum.accumulate(hi[order])
+    # A new run starts where an interval begins after every earlier one has ended.
+    new = np.concatenate([[True], lo[1:] > hi[:-1]])
+    run_lo = lo[new]
+    run_hi = hi[np.concatenate([np.flatnonzero(new)[1:] - 1, [len(lo) - 1]])]
+    return float((run_hi - run_lo).sum() / tpq)
+
+
+def length_summary(lengths: np.ndarray, beats: float = LONG_NOTE_BEATS) -> dict[str, float]:
+    """Median, 95th and 99th percentile (beats) and the share longer than ``beats``."""
+    x = np.asarray(lengths, dtype=float)
+    if x.size == 0:
+        return dict.fromkeys(("median", "p95", "p99", "over"), math.nan) | {"notes": 0}
+    p50, p95, p99 = np.percentile(x, [50, 95, 99])
+    return {
+        "median": float(p50),
+        "p95": float(p95),
+        "p99": float(p99),
+        "over": float((x > beats).mean()),
+        "notes": int(x.size),
+    }
 
 
 def groove_consistency(onsets: np.ndarray, bars: Sequence[Bar]) -> float:

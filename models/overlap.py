@@ -27,7 +27,13 @@ from typing import Any
 import numpy as np
 
 from antiphon.errors import UserError
-from antiphon.models.metrics import METRICS, PieceMetrics, SetMetrics
+from antiphon.models.metrics import (
+    LONG_NOTE_BEATS,
+    METRICS,
+    PieceMetrics,
+    SetMetrics,
+    length_summary,
+)
 
 # Each density gets its own grid over its values +- TAIL bandwidths, spaced a third of its
 # bandwidth (GRID_POINTS..MAX_GRID_POINTS points), where sums of Gaussians are near exact;
@@ -36,6 +42,7 @@ GRID_POINTS = 1024
 MAX_GRID_POINTS = 16384
 TAIL = 6.0  # bandwidths of grid beyond the extreme values: the kernel mass left out is ~1e-9
 MAX_DISTANCES = 1000  # pairwise distances kept per distribution (a seeded random subset)
+MAX_POOLED = 4000  # note lengths kept per set for the pooled OA (a seeded random subset)
 KL_FLOOR = 1e-12  # density floor so disjoint distributions give a large, finite KL
 PCH = "pitch_class_histogram"
 
@@ -223,6 +230,27 @@ class MetricsReport:
             return {"mean": math.nan, "std": math.nan, "n": 0}
         return {"mean": float(v.mean()), "std": float(v.std()), "n": int(v.size)}
 
+    def pooled(self) -> dict[str, Any]:
+        """Every note and every instant of each set pooled: the note-length summary of
+        ``length_summary``, the share of time at each number of notes sounding, and their
+        OAs (note lengths on a log scale, as durations are heard; the counts directly)."""
+        gen, ref = self.generated.note_lengths(), self.reference.note_lengths()
+        pg, pr = self.generated.polyphony_share(), self.reference.polyphony_share()
+        width = max(len(pg), len(pr))
+        pg, pr = np.pad(pg, (0, width - len(pg))), np.pad(pr, (0, width - len(pr)))
+        return {
+            "note_length": {
+                "generated": length_summary(gen),
+                "reference": length_summary(ref),
+                "oa": overlap_area(_log_subset(gen), _log_subset(ref)),
+            },
+            "polyphony_share": {
+                "generated": pg.tolist(),
+                "reference": pr.tolist(),
+                "oa": float(np.minimum(pg, pr).sum()) if width else math.nan,
+            },
+        }
+
     def to_dict(self) -> dict[str, Any]:
         metrics = {
             name: {
@@ -245,6 +273,7 @@ class MetricsReport:
                 "intra_inter": _jsonable(self.distances.get(PCH, {})),
             },
             "mean_oa": _jsonable(self.mean_oa),
+            "pooled": _jsonable(self.pooled()),
             "plots": list(self.plots),
         }
 
@@ -280,12 +309,44 @@ class MetricsReport:
             for label, s in (("generated", self.generated), ("reference", self.reference))
         ]
         rule = "-" * len(line(head))
-        return "\n".join([*sets, "", line(head), rule, *map(line, rows[:-1]), rule, line(rows[-1])])
+        table = [*sets, "", line(head), rule, *map(line, rows[:-1]), rule, line(rows[-1])]
+        return "\n".join([*table, "", *self._pooled_lines()])
+
+    def _pooled_lines(self) -> list[str]:
+        pooled = self.pooled()
+        lengths, poly = pooled["note_length"], pooled["polyphony_share"]
+
+        def summary(s: dict[str, float]) -> str:
+            if not s["notes"]:
+                return "no notes"
+            return (
+                f"median {s['median']:.2f}, p95 {s['p95']:.2f}, p99 {s['p99']:.2f}, "
+                f"> {LONG_NOTE_BEATS:g} beats {100 * s['over']:.2f} % of {s['notes']:,} notes"
+            )
+
+        def share(p: list[float]) -> str:
+            return " ".join(f"{k}:{100 * x:.0f}%" for k, x in enumerate(p) if x >= 0.005)
+
+        oa_len, oa_poly = lengths["oa"], poly["oa"]
+        return [
+            f"note length (beats, all notes; OA {oa_len:.3f}):",
+            f"  generated  {summary(lengths['generated'])}",
+            f"  reference  {summary(lengths['reference'])}",
+            f"notes sounding at once (share of time; OA {oa_poly:.3f}):",
+            f"  generated  {share(poly['generated'])}",
+            f"  reference  {share(poly['reference'])}",
+        ]
 
 
 def compare_sets(gen: SetMetrics, ref: SetMetrics) -> MetricsReport:
     """Per-metric OA and intra/inter-set distances of a generated set against a reference."""
     return MetricsReport(gen, ref, overlap_areas(gen, ref), set_distances(gen, ref))
+
+
+def _log_subset(lengths: np.ndarray) -> np.ndarray:
+    if lengths.size > MAX_POOLED:  # bounds the KDE's cost; seeded so reports are reproducible
+        lengths = np.random.default_rng(0).choice(lengths, MAX_POOLED, replace=False)
+    return np.log2(lengths[lengths > 0])
 
 
 def _jsonable(x: Any) -> Any:

@@ -1,4 +1,5 @@
-"""PNG plots of a ``MetricsReport``: metric distributions, pitch classes, piano rolls.
+"""PNG plots of a ``MetricsReport``: metric distributions, pitch classes, note lengths,
+notes sounding at once, piano rolls.
 
 matplotlib is imported only here, inside the functions, and drives the Agg canvas directly
 (``Figure`` + ``FigureCanvasAgg``, no pyplot): no display is needed, no global figure state is
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from antiphon.errors import UserError
-from antiphon.models.metrics import METRICS, SetMetrics, metric_grid
+from antiphon.models.metrics import LONG_NOTE_BEATS, METRICS, SetMetrics, metric_grid
 from antiphon.models.midi.notes import read_performance
 
 if TYPE_CHECKING:
@@ -108,6 +109,63 @@ def plot_pitch_classes(report: MetricsReport, path: Path) -> Path:
     return _save(fig, path)
 
 
+def plot_note_lengths(report: MetricsReport, path: Path) -> Path:
+    """Both sets' note lengths, all notes pooled: histograms on a log scale of beats."""
+    fig = _figure(7, 3.5)
+    ax = fig.add_subplot()
+    sets = ((report.generated, GEN_COLOR, "generated"), (report.reference, REF_COLOR, "reference"))
+    lengths = [s.note_lengths() for s, _, _ in sets]
+    hi = max([LONG_NOTE_BEATS * 2, *(float(x.max()) for x in lengths if x.size)])
+    bins = np.geomspace(1 / 32, hi * 1.01, 40)
+    for x, (_, c, label) in zip(lengths, sets):
+        if x.size:
+            weights = np.full(x.size, 100 / x.size)
+            ax.hist(x, bins=bins, weights=weights, histtype="step", color=c, label=label)
+    ax.axvline(LONG_NOTE_BEATS, color="gray", linestyle="--", label=f"{LONG_NOTE_BEATS:g} beats")
+    ax.set_xscale("log", base=2)
+    oa = report.pooled()["note_length"]["oa"]
+    ax.set_title(f"note length, all notes — OA {oa:.3f}" if math.isfinite(oa) else "note length")
+    ax.set_xlabel("beats")
+    ax.set_ylabel("% of notes")
+    ax.legend(fontsize="small", loc="upper right")
+    return _save(fig, path)
+
+
+def plot_polyphony(report: MetricsReport, path: Path) -> Path:
+    """Notes sounding at once: the share of time at each count (both sets), and over time
+    in the first sampled piece of each set."""
+    from antiphon.models.metrics import sounding
+
+    fig = _figure(10, 3.5)
+    share, curve = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    pooled = report.pooled()["polyphony_share"]
+    for offset, key, c in ((-0.2, "generated", GEN_COLOR), (0.2, "reference", REF_COLOR)):
+        p = np.asarray(pooled[key])
+        share.bar(np.arange(p.size) + offset, 100 * p, width=0.4, color=c, label=key)
+    share.set_xlabel("notes sounding at once")
+    share.set_ylabel("% of time")
+    share.set_title(f"notes sounding at once — OA {pooled['oa']:.3f}")
+    share.legend(fontsize="small", loc="upper right")
+    grid = metric_grid()
+    for s, c, label in (
+        (report.generated, GEN_COLOR, "generated"),
+        (report.reference, REF_COLOR, "reference"),
+    ):
+        if not s.pieces:
+            continue
+        notes = read_performance(s.pieces[0].path, grid).notes
+        starts = np.array([n.start for n in notes])
+        ends = np.array([n.end or n.start + 1 for n in notes])
+        t0, _, count = sounding(starts, ends)
+        keep = t0 < ROLL_BEATS * grid.tpq
+        curve.step(t0[keep] / grid.tpq, count[keep], where="post", color=c, label=label)
+    curve.set_xlabel("beats (first sampled piece of each set)")
+    curve.set_ylabel("notes sounding")
+    curve.set_title("notes sounding at once over time")
+    curve.legend(fontsize="small", loc="upper right")
+    return _save(fig, path)
+
+
 def sample_indices(count: int, k: int = ROLL_SAMPLES) -> list[int]:
     """``k`` pieces spread evenly through a sorted set, so samples are reproducible."""
     if count <= k:
@@ -152,6 +210,8 @@ def write_plots(report: MetricsReport, folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = [plot_metric(report, name, folder / f"metric-{name}.png") for name in METRICS]
     paths.append(plot_pitch_classes(report, folder / "pitch-classes.png"))
+    paths.append(plot_note_lengths(report, folder / "note-lengths.png"))
+    paths.append(plot_polyphony(report, folder / "polyphony.png"))
     for label, s in (("generated", report.generated), ("reference", report.reference)):
         paths.append(plot_piano_rolls(s, label, folder / f"pianoroll-{label}.png"))
     return paths

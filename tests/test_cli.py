@@ -181,6 +181,24 @@ def test_eval_describes_a_model(tiny_onnx) -> None:
     assert_one_line_error(antiphon("eval"), "--model")
 
 
+def test_eval_note_lengths_prints_the_table_and_writes_json(tiny_onnx, chorale, tmp_path) -> None:
+    import json
+    import shutil
+
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    shutil.copy(chorale, prompts / chorale.name)
+    out = tmp_path / "lengths.json"
+    proc = antiphon(
+        "eval", "--note-lengths", str(prompts), "--model", str(tiny_onnx),
+        "--seeds", "1,2", "--seconds", "5", "--json", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "| note length (beats) | the prompts | the continuations |" in proc.stdout
+    assert "2 continuations of 5 s" in proc.stdout
+    assert json.loads(out.read_text())["runs"] == 2
+
+
 def test_export_int8_of_a_family_it_cannot_quantize(tmp_path) -> None:
     """The note RNN's int8 agreement has no measure here: one line, and the fp32 file stays."""
     pytest.importorskip("torch")

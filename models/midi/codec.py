@@ -9,7 +9,6 @@ tests/live/test_context.py holds it to miditok's own encoding of the same files.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -113,24 +112,45 @@ class MidiLikeCodec:
 
 
 class MidiLikeDecoder:
-    """Turns generated tokens into timed events as they come (FIFO note-offs, as miditok)."""
+    """Turns generated tokens into timed events as they come, holding the sequence to the
+    corpus's canonical form (``notes.NoteStream``): one note per pitch at a time.
+
+    - A NoteOn of a pitch that is sounding ends the sounding note there (a re-strike), as
+      the corpus and one MIDI channel have it. Pairing note-offs first-in-first-out instead
+      gave the model's next NoteOff of that pitch to the old note and left the new one
+      ringing to the end of the answer: a third of the notes held over 8 beats.
+    - ``allowed`` offers a NoteOff only for a pitch that is sounding. The corpus never holds
+      a NoteOff without its NoteOn; one the model writes anyway would end nothing, while
+      the model takes the note it meant as ended: that note then rings to the end.
+    """
 
     def __init__(self, codec: MidiLikeCodec, tick: int = 0) -> None:
         self.codec = codec
         self.tick = tick
         self._pending_pitch: int | None = None
-        self.sounding: dict[int, deque[int]] = {}  # pitch -> onset ticks, oldest first
+        self.sounding: dict[int, int] = {}  # pitch -> onset tick
         self._pitch_of = {i: p for p, i in codec.note_on.items()}
         self._off_pitch = {i: p for p, i in codec.note_off.items()}
         self._vel_of = {i: v for v, i in codec.velocity.items()}
+        self._anywhere = codec.anywhere.copy()  # NoteOffs of sounding pitches only
+        self._anywhere[list(codec.note_off.values())] = False
 
     @property
     def expects_velocity(self) -> bool:
         return self._pending_pitch is not None
 
     def allowed(self) -> np.ndarray:
-        """Tokens that keep the sequence well formed from here."""
-        return self.codec.after_note_on if self.expects_velocity else self.codec.anywhere
+        """Tokens that keep the sequence well formed from here (do not modify it)."""
+        return self.codec.after_note_on if self.expects_velocity else self._anywhere
+
+    def _sound(self, pitch: int, onset: int | None) -> None:
+        off = self.codec.note_off.get(pitch)
+        if onset is None:
+            del self.sounding[pitch]
+        else:
+            self.sounding[pitch] = onset
+        if off is not None:
+            self._anywhere[off] = onset is not None
 
     def step(self, token: int) -> list[Decoded]:
         c = self.codec
@@ -145,13 +165,15 @@ class MidiLikeDecoder:
             pitch, self._pending_pitch = self._pending_pitch, None
             if pitch is None:
                 return []
-            self.sounding.setdefault(pitch, deque()).append(self.tick)
-            return [Decoded(self.tick, "on", pitch, self._vel_of[token])]
+            on = Decoded(self.tick, "on", pitch, self._vel_of[token])
+            restruck = pitch in self.sounding
+            self._sound(pitch, self.tick)
+            return [Decoded(self.tick, "off", pitch), on] if restruck else [on]
         self._pending_pitch = None
         if token in self._off_pitch:
             pitch = self._off_pitch[token]
-            if self.sounding.get(pitch):
-                self.sounding[pitch].popleft()
+            if pitch in self.sounding:
+                self._sound(pitch, None)
                 return [Decoded(self.tick, "off", pitch)]
             return []
         if token == c.pedal_on:
@@ -160,8 +182,10 @@ class MidiLikeDecoder:
             return [Decoded(self.tick, "pedal", 0)]
         return []
 
-    def release(self) -> list[Decoded]:
-        """Note-offs for everything still sounding, at the current tick."""
-        out = [Decoded(self.tick, "off", p) for p, onsets in self.sounding.items() for _ in onsets]
-        self.sounding.clear()
+    def release(self, tick: int | None = None) -> list[Decoded]:
+        """Note-offs for everything still sounding, at ``tick`` (default: the current one)."""
+        at = self.tick if tick is None else tick
+        out = [Decoded(at, "off", p) for p in self.sounding]
+        for p in list(self.sounding):
+            self._sound(p, None)
         return out

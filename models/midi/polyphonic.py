@@ -138,6 +138,34 @@ class FrameCursor:
         return self.close_before(self.index + 1)[1]
 
 
+def piece_to_midi(
+    piece: list[list[int]], path: str | Path, frame_beats: float = 0.5, velocity: int = 80
+) -> Path:
+    """A benchmark piece as a MIDI file: a key held over consecutive frames is one note
+    (the format cannot tell a repeated note from a held one), a frame lasts ``frame_beats``."""
+    import mido
+
+    tpb = 480
+    timed: list[tuple[int, int, mido.Message]] = []
+    prev: set[int] = set()
+    for i, frame in enumerate([*piece, []]):
+        now, at = set(frame), round(i * frame_beats * tpb)
+        timed += [(at, 0, mido.Message("note_off", note=p)) for p in sorted(prev - now)]
+        timed += [
+            (at, 1, mido.Message("note_on", note=p, velocity=velocity)) for p in sorted(now - prev)
+        ]
+        prev = now
+    track = mido.MidiTrack()
+    last = 0
+    for at, _, msg in timed:
+        track.append(msg.copy(time=at - last))
+        last = at
+    mid = mido.MidiFile(ticks_per_beat=tpb)
+    mid.tracks.append(track)
+    mid.save(path)
+    return Path(path)
+
+
 def frames_to_roll(frames: list[frozenset[int]], n_keys: int = N_KEYS) -> np.ndarray:
     roll = np.zeros((len(frames), n_keys), dtype=np.uint8)
     for t, keys in enumerate(frames):

@@ -27,6 +27,8 @@ def test_report_scores_held_out_pieces_and_writes_a_table(
     assert row["params"] > 0 and row["step_ms"] > 0 and row["speedup"] > 0
     table = out.read_text()
     assert f"| {trained_onnx.name} | transformer |" in table
+    assert "| notes > 8 beats |" in table and row["lengths"]["notes"] > 0
+    assert 0 <= row["lengths"]["over"] <= 1 and "long_note_time" in row["oa"]
     assert json.loads(out.with_suffix(".json").read_text())["rows"][0]["nll"] == row["nll"]
 
 

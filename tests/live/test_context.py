@@ -86,7 +86,7 @@ def test_decoded_tokens_give_back_the_notes(tokenizer, expressive) -> None:
     ons = sorted((e.tick, e.pitch, e.velocity) for e in events if e.kind == "on")
     perf = read_performance(expressive, tokenizer.grid)
     assert ons == sorted((n.start, n.pitch, n.velocity) for n in perf.notes)
-    assert not any(dec.sounding.values())  # every note-on met its note-off
+    assert not dec.sounding  # every note-on met its note-off
 
 
 def test_preview_leaves_the_context_untouched(tokenizer) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from antiphon.live.context import StreamingContext
 from antiphon.live.engine import TokenVoice, open_voice
 from antiphon.live.sampling import Sampler, Sampling
@@ -54,6 +56,7 @@ def test_a_plan_starts_with_a_note_at_the_start_tick_and_closes_its_notes(tiny_o
             sounding[e.pitch] -= 1
     assert not any(sounding.values())
     assert steps[-1].tick >= 48
+    assert max(e.tick for e in events) <= 48  # a time shift past the end releases there
 
 
 def test_a_model_that_never_moves_time_still_ends_its_plan(tiny_onnx) -> None:
@@ -74,3 +77,40 @@ def test_a_model_that_never_moves_time_still_ends_its_plan(tiny_onnx) -> None:
     state = voice.observe(voice.empty(), ticks_of(voice, [(0, 60, 0.5)]))
     steps = list(voice.plan(state, [], start_tick=8, until_tick=24, sampler=Stubborn()))
     assert steps[-1].tick >= 24
+
+
+def test_the_note_off_of_a_note_held_past_the_hold_grows_likelier(tiny_onnx) -> None:
+    import numpy as np
+
+    from antiphon.live.engine import HOLD_NATS_PER_BEAT
+
+    voice = TokenVoice(ModelFile.open(tiny_onnx))
+    codec, tpq = voice.codec, voice.grid.tpq
+    dec = codec.decoder(0)
+    for name in ("NoteOn_60", "Velocity_63", "TimeShift_1.0.8", "NoteOn_64", "Velocity_63"):
+        dec.step(codec.ids[name])
+    logits = np.zeros(codec.size, dtype=np.float32)
+    hold = 4 * tpq
+    dec.tick = hold + tpq // 2  # 60 is held half a beat past the hold
+    biased = voice._release_overdue(logits, dec, hold)
+    assert biased[codec.note_off[60]] == pytest.approx(HOLD_NATS_PER_BEAT / 2)
+    assert np.count_nonzero(biased) == 1 and not logits.any()  # 64 is not overdue yet
+    dec.tick += 2 * tpq
+    biased = voice._release_overdue(logits, dec, hold)
+    assert biased[codec.note_off[64]] == pytest.approx(HOLD_NATS_PER_BEAT * 1.5)
+    assert voice._release_overdue(logits, dec, None) is logits
+
+
+def test_the_hold_follows_the_note_lengths_heard(tiny_onnx) -> None:
+    from antiphon.live.engine import HOLD_BEATS, HOLD_MIN_BEATS, HOLD_MIN_NOTES
+
+    voice = TokenVoice(ModelFile.open(tiny_onnx))
+    tpq = voice.grid.tpq
+    quavers = ticks_of(voice, [(i * 0.5, 60 + i % 5, 0.5) for i in range(40)])
+    state = voice.observe(voice.empty(), quavers)
+    assert state.lengths == (tpq // 2,) * 40
+    assert voice.hold_for(state.lengths) == HOLD_MIN_BEATS * tpq  # 2 x 0.5 beats
+    assert voice.hold_for((3 * tpq,) * HOLD_MIN_NOTES) == HOLD_BEATS * tpq  # 6 beats: capped
+    assert voice.hold_for((tpq // 4,) * (HOLD_MIN_NOTES - 1)) == HOLD_BEATS * tpq  # too few
+    assert voice.hold_for((tpq,) * HOLD_MIN_NOTES) == 2 * tpq
+    assert TokenVoice(voice.model, hold_beats=None).hold_for(state.lengths) is None

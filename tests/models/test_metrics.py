@@ -240,7 +240,14 @@ def test_compare_dirs_end_to_end(two_sets: tuple[Path, Path], tmp_path: Path) ->
     table = report.table()
     assert all(name in table for name in METRICS) and "mean OA" in table
     assert "2 unreadable skipped" in table
-    assert len(report.plots) == len(METRICS) + 3
+    assert "note length (beats, all notes; OA" in table and "notes sounding at once" in table
+    pooled = d["pooled"]
+    assert pooled["note_length"]["generated"]["notes"] == sum(
+        piece.notes for piece in report.generated.pieces
+    )
+    assert sum(pooled["polyphony_share"]["reference"]) == pytest.approx(1.0)
+    assert 0.0 <= pooled["note_length"]["oa"] <= 1.0 and 0.0 <= pooled["polyphony_share"]["oa"] <= 1
+    assert len(report.plots) == len(METRICS) + 5
     for p in map(Path, report.plots):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
 
@@ -269,3 +276,40 @@ def test_missing_empty_and_unreadable_folders_are_user_errors(tmp_path: Path) ->
     (tmp_path / "bad" / "x.mid").write_bytes(b"junk")
     with pytest.raises(UserError, match="none of its 1 MIDI files could be read"):
         measure_dir(tmp_path / "bad")
+
+
+# -- note lengths, notes sounding at once, long-held notes ------------------------------
+def test_note_lengths_and_the_time_a_note_is_held_past_8_beats(tmp_path: Path) -> None:
+    # A 12-beat drone under four 1-beat notes, then a 2-beat note alone after a beat's rest.
+    piece = measure_file(
+        write_midi(
+            tmp_path / "x.mid", [(0, 12, 48), *[(i, 1, 60 + i) for i in range(4)], (13, 2, 67)]
+        )
+    )
+    v = piece.values
+    assert piece.note_lengths == (12.0, 1.0, 1.0, 1.0, 1.0, 2.0)
+    assert v["note_length"] == pytest.approx(18 / 6)
+    assert v["note_length_p95"] == pytest.approx(np.percentile([12, 1, 1, 1, 1, 2], 95))
+    # Sounding 14 of the 15 beats; the drone is past 8 beats for 4 of them.
+    assert v["long_note_time"] == pytest.approx(4 / 14)
+    # Beats with 0, 1, 2 notes sounding: the rest, drone alone and the 2-beat note, the four.
+    assert piece.polyphony_time == pytest.approx((1.0, 10.0, 4.0))
+    assert metrics(tmp_path, [(i, 1, 60) for i in range(4)])["long_note_time"] == 0.0
+
+
+def test_overlapping_long_notes_count_their_time_once() -> None:
+    from antiphon.models.metrics import long_note_time
+
+    tpq = 24
+    starts = np.array([0, 0, 10, 100]) * tpq
+    ends = np.array([20, 12, 30, 101]) * tpq  # past 8 beats: 8-20, 8-12, 18-30, none
+    assert long_note_time(starts, ends, tpq) == pytest.approx(22.0)  # 8..30
+
+
+def test_length_summary_of_known_lengths() -> None:
+    from antiphon.models.metrics import length_summary
+
+    s = length_summary(np.array([0.5] * 98 + [9.0, 40.0]))
+    assert s["median"] == 0.5 and s["over"] == pytest.approx(0.02) and s["notes"] == 100
+    assert s["p95"] == 0.5 and s["p99"] == pytest.approx(np.percentile([0.5] * 98 + [9, 40], 99))
+    assert length_summary(np.array([]))["notes"] == 0
