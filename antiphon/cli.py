@@ -187,6 +187,7 @@ def cmd_live(args: argparse.Namespace) -> int:
             silence=args.silence_ms / 1000.0,
             min_response=args.min_response,
             max_response=args.max_response,
+            hold_limit=args.hold_limit,
         ),
         sampling=_sampling(args),
         shaping=_shaping(args),
@@ -332,6 +333,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--silence-ms", type=float, default=500, help="silence that ends a phrase")
     p.add_argument("--min-response", type=float, default=2.0, help="shortest answer (s)")
     p.add_argument("--max-response", type=float, default=12.0, help="longest answer (s)")
+    p.add_argument(
+        "--hold-limit",
+        type=float,
+        default=8.0,
+        help="a key or pedal down this long with nothing played is taken as released (s)",
+    )
     p.add_argument("--bpm", type=float, default=120.0, help="tempo without --clock")
     p.add_argument("--clock", action="store_true", help="follow incoming MIDI clock")
     p.add_argument("--quantize", default="1/16", help="with --clock: grid for responses")

@@ -107,6 +107,8 @@ class DaemonConfig:
             raise UserError("--silence-ms must be positive")
         if not 0 < self.policy.min_response <= self.policy.max_response:
             raise UserError("need 0 < --min-response <= --max-response")
+        if not self.policy.hold_limit > self.policy.silence:
+            raise UserError("--hold-limit must be longer than the silence (--silence-ms)")
         if not self.bpm > 0:
             raise UserError("--bpm must be positive")
         self.sampling.validate()
