@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from antiphon.atomic import atomic_path
 from antiphon.errors import UserError
 from antiphon.live.session import ModelFile
 from antiphon.live.stepper import greedy
@@ -119,9 +120,10 @@ def quantize_file(fp32: str | Path, int8: str | Path) -> Path:
         onnx.save(proto, transposed)
         folded = Path(tmp) / "folded.onnx"
         quant_pre_process(str(transposed), str(folded), skip_symbolic_shape=True)
-        quantize_dynamic(
-            str(folded), str(int8), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"]
-        )
+        with atomic_path(int8, what="int8 ONNX model") as part:
+            quantize_dynamic(
+                str(folded), str(part), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"]
+            )
     return int8
 
 

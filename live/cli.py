@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from antiphon import __version__
+from antiphon.atomic import write_text
 from antiphon.errors import UserError
 from antiphon.live.harness import PERIOD_FRAMES
 
@@ -157,14 +158,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         )
         print(format_live(live))
         if args.json:
-            Path(args.json).write_text(json.dumps(live.to_dict(), indent=2))
+            write_text(args.json, json.dumps(live.to_dict(), indent=2), what="JSON results")
         return 0
     from antiphon.export.bench import bench, format_table
 
     result = bench(args.model, context=args.context, steps=args.steps, threads=args.threads)
     print(format_table(result))
     if args.json:
-        Path(args.json).write_text(json.dumps(result.to_dict(), indent=2))
+        write_text(args.json, json.dumps(result.to_dict(), indent=2), what="JSON results")
     return 0
 
 
@@ -273,7 +274,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             "antiphon eval needs --polyphonic, --generated/--reference, --report or --model"
         )
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        write_text(args.json, json.dumps(result, indent=2), what="JSON results")
     return 0
 
 

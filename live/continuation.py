@@ -20,7 +20,14 @@ from antiphon.live.sampling import Sampler, Sampling
 from antiphon.live.session import ModelFile
 from antiphon.live.shaping import NoteEvent, Shaping, shape
 from antiphon.models.codec import Decoded
-from antiphon.models.notes import Grid, MidiFileError, NoteStream, TickEvents, read_midi_events
+from antiphon.models.notes import (
+    Grid,
+    MidiFileError,
+    NoteStream,
+    TickEvents,
+    read_midi_events,
+    save_midi,
+)
 
 DEFAULT_SECONDS = 20.0
 
@@ -173,8 +180,4 @@ def write_continuation(
     result = mido.MidiFile(type=1 if mid.type == 0 else mid.type, ticks_per_beat=tpb)
     result.tracks.extend(mid.tracks)
     result.tracks.append(track)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        result.save(path)
-    except OSError as exc:
-        raise UserError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    save_midi(result, path, what="continuation")

@@ -23,6 +23,7 @@ from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from antiphon.atomic import atomic_file
 from antiphon.errors import UserError
 
 DRUM_CHANNEL = 9  # General MIDI channel 10: percussion, not pitched notes.
@@ -333,6 +334,11 @@ def read_midi_events(path: str | Path, *, skip_drums: bool = True) -> list[RawEv
         mid = mido.MidiFile(path, clip=True)
     except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError) as exc:
         raise MidiFileError(f"{path}: not a readable MIDI file ({exc})") from None
+    if mid.ticks_per_beat < 0:  # mido reads the header's division signed: SMPTE is negative
+        raise MidiFileError(
+            f"{path}: the file is timed in SMPTE frames, not beats; antiphon reads "
+            "metrical MIDI files only: re-save it from your DAW with ticks per beat (PPQ)"
+        )
     tpb = mid.ticks_per_beat or 480
     timed: list[tuple[int, int, int, RawEvent]] = []
     for ti, track in enumerate(mid.tracks):
@@ -345,6 +351,14 @@ def read_midi_events(path: str | Path, *, skip_drums: bool = True) -> list[RawEv
             timed.append((tick, ti, order, ev))
     timed.sort(key=lambda x: (x[0], x[1], x[2]))
     return [ev for *_, ev in timed]
+
+
+def save_midi(mid: object, path: str | Path, *, what: str = "MIDI file") -> Path:
+    """Write a ``mido.MidiFile`` atomically: the complete new file or the previous one."""
+    path = Path(path)
+    with atomic_file(path, what=what) as f:
+        mid.save(file=f)  # type: ignore[attr-defined]
+    return path
 
 
 def raw_event_from_message(msg: object, beat: float, source: Hashable) -> RawEvent | None:

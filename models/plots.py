@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from antiphon.atomic import atomic_file
 from antiphon.errors import UserError
 from antiphon.models.metrics import METRICS, SetMetrics, metric_grid
 from antiphon.models.notes import read_performance
@@ -40,7 +41,8 @@ def _figure(width: float, height: float) -> Any:
 
 
 def _save(fig: Any, path: Path) -> Path:
-    fig.savefig(path, format="png")
+    with atomic_file(path, what="plot") as f:
+        fig.savefig(f, format="png")
     return path
 
 
