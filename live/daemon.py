@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from antiphon.errors import UserError
@@ -36,6 +35,7 @@ from antiphon.live.sampling import Sampler, Sampling
 from antiphon.live.scheduler import Scheduler
 from antiphon.live.session import ModelFile
 from antiphon.live.shaping import Shaping
+from antiphon.live.statsfile import StatsFile
 from antiphon.live.timeline import Timeline
 
 log = logging.getLogger(__name__)
@@ -166,6 +166,7 @@ class Daemon:
         self.context = StreamingContext(self.voice.grid)
         self.phrase = PhrasePolicy(config.policy)
         self.recorder = Recorder(config.bpm) if config.record else None
+        self.stats_file = StatsFile(config.stats) if config.stats else None
         self._last_cue = -1e9
         self._cued_end: float | None = None
         self._cue_due: Callable[[], None] | None = None
@@ -213,6 +214,8 @@ class Daemon:
         self.scheduler.start()
         self.performer.start()
         self.input_thread.start()
+        if self.recorder is not None and self.config.record:
+            self.recorder.keep_saved(self.config.record, self.now)  # FILE stays current
 
     @property
     def ready_line(self) -> str:
@@ -239,6 +242,7 @@ class Daemon:
         self.output.inner.close()  # waits for JACK to deliver the final messages
         self._flush_stats(final=True)
         if self.recorder is not None and self.config.record:
+            self.recorder.stop_saving()
             self.recorder.write(self.config.record, self.now())
 
     # -- the input side ----------------------------------------------------------------------
@@ -413,6 +417,8 @@ class Daemon:
         stats.extra["late_before"] = stats.extra.get("late_before", 0)
         with self._stats_lock:
             self._stats_pending.append(stats)
+        if self.recorder is not None:
+            self.recorder.answered()
 
     def _flush_stats(self, final: bool = False) -> None:
         now = self.now()
@@ -434,9 +440,9 @@ class Daemon:
                         hi = min(hi, later[0] - 0.05)
                     sent = [t for t in self._onsets if lo <= t <= hi]
                     s.extra["first_note_sent"] = min(sent) if sent else None
-        if not ready or not self.config.stats:
+        if not ready or self.stats_file is None:
             return
-        with Path(self.config.stats).open("a") as f:
+        with self.stats_file.batch() as f:
             for s in ready:
                 if s.cut and s.extra.get("first_note_sent") is None:
                     continue  # a speculation the player played over: never an answer
