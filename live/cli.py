@@ -367,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clock", action="store_true", help="follow incoming MIDI clock")
     p.add_argument("--quantize", default="1/16", help="with --clock: grid for responses")
     p.add_argument("--cc-map", default=None, help="e.g. temperature=1,top_p=2,mode=80,panic=81")
-    p.add_argument("--record", default=None, help="write the session to FILE.mid on exit")
+    p.add_argument("--record", default=None, help="the session as FILE.mid, kept current")
     p.add_argument("--stats", default=None, help="append one JSON line per response to FILE")
     p.add_argument(
         "--realtime",
