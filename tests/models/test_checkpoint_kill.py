@@ -1,15 +1,11 @@
 """``kill -9`` of ``antiphon train`` in the middle of a checkpoint save, then ``--resume``.
 
-The kill is made deterministic by a wrapper process: it replaces ``antiphon.atomic``'s
-``_before_replace`` hook (a no-op in antiphon itself, called with the complete temporary file
-just before it is renamed over the target) by one that tears the temporary file in half and
-sends SIGKILL to its own process at the third save of ``ckpt.pt``, then runs the real
-``antiphon`` command line. What a real crash would leave is what the test sees: a torn
-temporary file beside the checkpoints written before it."""
+The real command line runs in a wrapper process (``tests.killing``) that tears the third
+save of ``ckpt.pt`` in half and sends SIGKILL to itself: a torn temporary file beside the
+checkpoints written before it, as a real crash would leave."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -18,28 +14,9 @@ from pathlib import Path
 import pytest
 
 from antiphon.atomic import TEMP_TAG, previous_of
+from tests.killing import ANTIPHON, run_killed
 
 torch = pytest.importorskip("torch")
-
-WRAPPER = """
-import os, runpy, signal, sys
-import antiphon.atomic as atomic
-
-saves = 0
-
-def die_mid_save(tmp, target):
-    global saves
-    if target.name == "ckpt.pt":
-        saves += 1
-        if saves == int(os.environ["KILL_AT_SAVE"]):
-            with open(tmp, "r+b") as f:
-                f.truncate(os.path.getsize(tmp) // 2)
-            os.kill(os.getpid(), signal.SIGKILL)
-
-atomic._before_replace = die_mid_save
-sys.argv = ["antiphon", *sys.argv[1:]]
-runpy.run_module("antiphon", run_name="__main__")
-"""
 
 
 def _args(data: Path, out: Path) -> list[str]:
@@ -63,14 +40,7 @@ def test_a_kill_during_a_checkpoint_save_resumes_from_the_last_complete_one(
     from antiphon.models.train import load_checkpoint
 
     out = tmp_path / "run"
-    env = {**os.environ, "KILL_AT_SAVE": "3"}
-    done = subprocess.run(
-        [sys.executable, "-c", WRAPPER, *_args(synth_corpus, out)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_killed("ckpt.pt", 3, ANTIPHON, *_args(synth_corpus, out), tear=True)
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
     ckpt = out / "ckpt.pt"
     # The save at step 30 died half-written; the two before it are complete.

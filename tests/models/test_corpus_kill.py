@@ -1,43 +1,27 @@
 """``kill -9`` of a music21 corpus build half-way: the next build resumes from the pieces
 already converted, never serves a half-written entry, and leaves no temporary files.
 
-The build runs in a wrapper process that replaces ``antiphon.atomic``'s ``_before_replace``
-hook (a no-op in antiphon: called with a complete temporary file just before its rename) by
-one that sends SIGKILL to its own process while the third MIDI file is being written: the
-first source (an opus of two tunes) is converted and journaled, the second is not."""
+The build runs in a wrapper process (``tests.killing``) that sends SIGKILL to itself while
+the third MIDI file is being written: the first source (an opus of two tunes) is converted
+and journaled, the second is not."""
 
 from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from antiphon.atomic import TEMP_TAG
 from antiphon.models.corpus import resolve_corpus
+from tests.killing import run_killed
 from tests.models.test_corpus import SMALL, SMALL_FILES, _watch_parse, music21_corpus  # noqa: F401
 
-WRAPPER = """
-import os, signal, sys
-from pathlib import Path
-import antiphon.atomic as atomic
-from antiphon.models.corpus import resolve_corpus
-
-written = 0
-
-def die_on_the_third_file(tmp, target):
-    global written
-    if target.suffix == ".mid":
-        written += 1
-        if written == 3:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-atomic._before_replace = die_on_the_third_file
-resolve_corpus(sys.argv[1], cache_dir=Path(sys.argv[2]), progress=False, workers=1)
-"""
+BUILD = (
+    "import sys; from pathlib import Path; from antiphon.models.corpus import resolve_corpus; "
+    "resolve_corpus(sys.argv[1], cache_dir=Path(sys.argv[2]), progress=False, workers=1)"
+)
 
 
 def test_a_killed_build_resumes_from_the_converted_pieces(
@@ -46,9 +30,7 @@ def test_a_killed_build_resumes_from_the_converted_pieces(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     mido = pytest.importorskip("mido")
-    done = subprocess.run(
-        [sys.executable, "-c", WRAPPER, SMALL, str(tmp_path)], capture_output=True, timeout=300
-    )
+    done = run_killed(".mid", 3, BUILD, SMALL, str(tmp_path))
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
     [root] = (tmp_path / "corpora").iterdir()
     journal = root / "nottingham-dataset" / "journal.jsonl"
