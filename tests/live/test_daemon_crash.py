@@ -52,3 +52,25 @@ def test_kill_9_mid_session_leaves_the_recording_and_the_stats(live, tmp_path) -
     assert recorded >= len(heard_before) > 0
     rows = [json.loads(line) for line in read_lines(stats)]
     assert len(rows) >= len(PHRASES) - 1 and all(r["tokens"] > 0 for r in rows)
+
+
+# This very file where the recording's folder should be: every save fails, as root too.
+BLOCKED = f"{__file__}/rec.mid"
+
+
+@pytest.mark.daemon_args("--record", BLOCKED)
+def test_an_unwritable_recording_is_said_once_and_the_daemon_plays_on(live) -> None:  # noqa: F811
+    daemon, player = live
+    for pitches in PHRASES[:3]:
+        _t_off, first = answer_to(player, pitches)
+        assert first, "the daemon stopped answering when its recording could not be written"
+        time.sleep(SAVE_INTERVAL / 2)
+    assert daemon.proc.poll() is None
+    said = [line for line in daemon.stderr_lines if "cannot write the recording" in line]
+    assert len(said) == 1 and BLOCKED in said[0] and "still playing" in said[0]
+    daemon.signal(signal.SIGINT)
+    assert daemon.wait(5) == 2  # the final file could not be written either: one line, exit 2
+    time.sleep(0.2)
+    assert daemon.stderr_lines[-1].startswith("antiphon: error: ")
+    assert f"{BLOCKED}: cannot write the recording" in daemon.stderr_lines[-1]
+    assert not any("Traceback" in line for line in daemon.stderr_lines)
