@@ -216,12 +216,16 @@ def _reserve(target: Path) -> Path:
     while True:
         name = f".{target.name}{TEMP_TAG}{os.getpid()}.{secrets.token_hex(4)}{target.suffix}"
         tmp = target.with_name(name)
+        with _active_lock:  # before it exists: another thread's sweep must not take it
+            _active.add(str(tmp))
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         except FileExistsError:
+            _release(tmp)
             continue
-        with _active_lock:
-            _active.add(str(tmp))
+        except BaseException:
+            _release(tmp)
+            raise
         return tmp
 
 
@@ -233,6 +237,8 @@ def _release(tmp: Path) -> None:
 def _alive(pid: int) -> bool:
     if pid == os.getpid():
         return False  # ours, and not in _active: a write of ours that did not clean up
+    if os.name == "nt":
+        return True  # os.kill(pid, 0) would terminate it there: never remove on Windows
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -243,7 +249,7 @@ def _alive(pid: int) -> bool:
 
 
 def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDWR)  # Windows refuses to flush a read-only descriptor
     try:
         os.fsync(fd)
     finally:
