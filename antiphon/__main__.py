@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from antiphon.live.cli import main
+from antiphon.cli import main
 
 raise SystemExit(main())

@@ -1,1 +1,2 @@
-"""Checkpoint -> ONNX export, parity verification, quantization and the ONNX metadata contract."""
+"""Checkpoint -> ONNX export, parity verification (through the runtime in ``live``),
+quantization and benchmarks."""

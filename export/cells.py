@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from antiphon.export.metadata import Signature
+from antiphon.contract import Signature
 
 
 def gru_step(rnn: nn.GRU, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from antiphon.contract import Signature, StatePair
 from antiphon.export.cells import StepGraph, gru_step
 from antiphon.export.graphs import FlatGraph
-from antiphon.export.metadata import Signature, StatePair
 from antiphon.live.frames_voice import FrameStepper, greedy_keys
 
 PROMPT_CHORDS = ((48, 60, 64, 67), (53, 60, 65, 69), (55, 59, 62, 67))  # C, F, G

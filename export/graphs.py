@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from antiphon.export.metadata import Signature, StatePair
+from antiphon.contract import Signature, StatePair
 
 
 class FlatGraph(abc.ABC):

@@ -13,8 +13,8 @@ from collections.abc import Callable
 import numpy as np
 from torch import nn
 
+from antiphon.contract import Signature, StatePair
 from antiphon.export.graphs import FlatGraph
-from antiphon.export.metadata import Signature, StatePair
 from antiphon.live.notes_voice import quantize
 
 RunFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]

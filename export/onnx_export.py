@@ -11,11 +11,11 @@ import onnx
 import torch
 
 from antiphon.atomic import atomic_path
+from antiphon.contract import ModelInfo
 from antiphon.export.graphs import graph_for
-from antiphon.export.metadata import ModelInfo
 from antiphon.export.simplify import constant_reshapes
+from antiphon.models.midi.tokenizer import Tokenizer
 from antiphon.models.registry import family
-from antiphon.models.tokenizer import Tokenizer
 from antiphon.models.train import load_checkpoint, model_from_checkpoint
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from antiphon.errors import UserError
 from antiphon.live.session import ModelFile
-from antiphon.models.polyphonic import benchmark_split
+from antiphon.models.midi.polyphonic import benchmark_split
 
 CHUNK = 512  # frames per run: bounds the NADE head's memory on long pieces; state carries
 

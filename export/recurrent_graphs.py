@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from antiphon.contract import Signature, StatePair
 from antiphon.export.cells import StepGraph, gru_step
 from antiphon.export.graphs import FlatGraph
-from antiphon.export.metadata import Signature, StatePair
 
 
 class FixedStateGraph(FlatGraph):

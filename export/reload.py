@@ -11,8 +11,8 @@ import onnx
 import torch
 from onnx import numpy_helper
 
+from antiphon.contract import ModelInfo
 from antiphon.errors import UserError
-from antiphon.export.metadata import ModelInfo
 from antiphon.export.quantize import dequantized_weights
 from antiphon.models.registry import family
 

@@ -30,9 +30,9 @@ from antiphon.live.sampling import Sampling
 from antiphon.live.session import ModelFile
 from antiphon.models.corpus import resolve_corpus
 from antiphon.models.dataset import cache_root
+from antiphon.models.midi.notes import Grid, MidiFileError, read_performance, save_midi
+from antiphon.models.midi.tokenizer import Tokenizer
 from antiphon.models.nll import model_nll
-from antiphon.models.notes import Grid, MidiFileError, read_performance, save_midi
-from antiphon.models.tokenizer import Tokenizer
 
 PROMPT_BEATS = 16
 CONTINUE_BEATS = 16

@@ -23,7 +23,7 @@ import torch
 from onnx import TensorProto, helper
 from torch import nn
 
-from antiphon.export.metadata import Signature, StatePair
+from antiphon.contract import Signature, StatePair
 from antiphon.live.seq2seq_voice import (
     DECODER_INPUTS,
     DECODER_OUTPUTS,

@@ -1,2 +1,2 @@
-"""The daemon and everything that runs without torch: ports, streaming context, engine,
-policy, scheduler, clock and the command line."""
+"""The daemon and everything that runs without torch: the ONNX runtime (session, steppers,
+voices), ports, streaming context, policy, scheduler and clock. Never imports ``export``."""

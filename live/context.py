@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
-from antiphon.models.notes import Grid, NoteStream, TickEvents
+from antiphon.models.midi.notes import Grid, NoteStream, TickEvents
 
 OWN = "antiphon"  # the source of antiphon's own notes in the context
 

@@ -19,15 +19,8 @@ from antiphon.live.engine import open_voice
 from antiphon.live.sampling import Sampler, Sampling
 from antiphon.live.session import ModelFile
 from antiphon.live.shaping import NoteEvent, Shaping, shape
-from antiphon.models.codec import Decoded
-from antiphon.models.notes import (
-    Grid,
-    MidiFileError,
-    NoteStream,
-    TickEvents,
-    read_midi_events,
-    save_midi,
-)
+from antiphon.models.midi.codec import Decoded
+from antiphon.models.midi.notes import Grid, MidiFileError, TickEvents, file_ticks, save_midi
 
 DEFAULT_SECONDS = 20.0
 
@@ -127,13 +120,7 @@ def continue_file(
 
 def prompt_ticks(path: Path, grid: Grid) -> list[TickEvents]:
     """The closed ticks of a MIDI file, as the live context would have heard them."""
-    events = read_midi_events(path)
-    stream = NoteStream(grid)
-    ticks: list[TickEvents] = []
-    for ev in events:
-        ticks.extend(stream.advance(ev.beat))
-        stream.feed(ev)
-    ticks.extend(stream.finish(events[-1].beat if events else 0.0))
+    ticks = file_ticks(path, grid)
     if not any(t.ons for t in ticks):
         raise MidiFileError(f"{path}: the MIDI file holds no notes to continue")
     return ticks

@@ -1,6 +1,6 @@
 """``antiphon live``: ports -> context -> policy -> engine -> scheduler -> ports.
 
-Threads, each with one role: rtmidi's callback only enqueues; the input thread reads that
+Threads, each with one role: the input port's reader only enqueues; the input thread reads that
 queue (the player's messages and the echo of everything antiphon sends) and turns it into
 context tokens, phrase decisions and barge-ins; the engine thread (``Performer``) advances
 the model and generates; the scheduler thread sends on time; the main thread waits for a
@@ -10,7 +10,6 @@ after JACK has had time to deliver the final messages.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import json
 import logging
@@ -26,7 +25,7 @@ from antiphon.errors import UserError
 from antiphon.live.clock import MidiClockFollower, parse_quantize
 from antiphon.live.context import OWN, StreamingContext
 from antiphon.live.engine import open_voice
-from antiphon.live.messages import parse
+from antiphon.live.messages import is_channel_message, parse
 from antiphon.live.performer import Control, Cue, Heard, Performer, ResponseStats
 from antiphon.live.policy import MODES, PhrasePolicy, PolicyConfig
 from antiphon.live.ports import MidiInput, MidiOutput, RtMidiInput, RtMidiOutput
@@ -44,9 +43,10 @@ DEFAULT_CC_MAP = {"temperature": 1, "top_p": 2, "mode": 80, "panic": 81}
 SELF = OWN  # source tag of antiphon's own notes in the context
 MAX_GAP_BEATS = 8.0
 ALL_NOTES_OFF = (120, 123)  # All Sound Off, All Notes Off
-# An answer's first note is looked for this long after it was planned; later is a failure
-# (written with first_note_sent null), and the next answer cannot start sooner than this.
+# An answer whose first note has not gone out this long after it was planned never will
+# (its notes were released or skipped): its line says why.
 FIRST_NOTE_WINDOW = 0.5
+LATE_MS = 10.0  # a first note sent this much after it was due is reported as late
 # With --realtime: below the priorities JACK gives its server and client threads (10 and
 # up by default), above every ordinary thread.
 REALTIME_PRIORITY = 5
@@ -152,9 +152,6 @@ class Daemon:
         self.malformed = 0
         self._stats_pending: list[ResponseStats] = []
         self._stats_lock = threading.Lock()
-        # When antiphon's note-ons really went out (echo times), to find each answer's first
-        # note: an answer's stats arrive when its generation ends, often after it began.
-        self._onsets: collections.deque[float] = collections.deque(maxlen=4096)
         self._lost: set[str] = set()
 
         model = ModelFile.open(config.model, threads=config.threads)
@@ -176,7 +173,12 @@ class Daemon:
         )
         open_input = open_input or (
             lambda on_message: RtMidiInput(
-                on_message, backend=config.backend, client=config.name, port=config.input, now=now
+                on_message,
+                backend=config.backend,
+                client=config.name,
+                port=config.input,
+                now=now,
+                busy=self._playing,
             )
         )
         self.output = EchoOutput(open_output(), self._echo)
@@ -246,7 +248,11 @@ class Daemon:
             self.recorder.write(self.config.record, self.now())
 
     # -- the input side ----------------------------------------------------------------------
-    def _on_message(self, data: list[int], t: float) -> None:  # rtmidi's thread
+    def _playing(self) -> bool:  # the input's reader: poll fast while a barge-in can come
+        scheduler = getattr(self, "scheduler", None)
+        return scheduler is not None and scheduler.busy()
+
+    def _on_message(self, data: list[int], t: float) -> None:  # the port's reader thread
         self.queue.put(("in", data, t))
 
     def _echo(self, data: list[int]) -> None:  # whichever thread sent
@@ -273,9 +279,14 @@ class Daemon:
         if source == "keepalive":
             self._cue_accompaniment(t, force=True)
             return
+        if source == "tick":
+            self._expire_holds(t)
+            return
+        if source != SELF and self.recorder is not None and is_channel_message(data):
+            self.recorder.add("player", t, data)  # everything that reached the port
         msg = parse(data)
         if msg is None:
-            self.malformed += source != SELF
+            self.malformed += source != SELF and not is_channel_message(data)
             return
         if msg.kind in ("clock", "start", "continue", "stop"):
             if self.follower is not None and source != SELF:
@@ -290,7 +301,7 @@ class Daemon:
         if msg.kind == "cc" and msg.a in ALL_NOTES_OFF:
             # Also what recovers keys whose note-offs a flooded transport dropped.
             ticks = self.context.all_notes_off(self.timeline.beat_at(t), ("in", msg.channel))
-            self.phrase.on_release(t, self.context.holding)
+            self.phrase.on_all_notes_off(t, msg.channel)
             self.performer.inbox.put(Heard(ticks, player=True))
             self._cue_due = (
                 self._cue_phrase_end if self.performer.policy.mode == "respond" else None
@@ -299,8 +310,6 @@ class Daemon:
         if msg.kind == "cc" and msg.a != 64:
             self._controller(msg.a, msg.b, t)
             return
-        if self.recorder is not None:
-            self.recorder.add("player", t, data)
         beat = self.timeline.beat_at(t)
         key = ("in", msg.channel)
         respond = self.performer.policy.mode == "respond"
@@ -309,28 +318,48 @@ class Daemon:
             if respond:
                 self.performer.interrupt(t)  # barge-in: released before anything else
             ticks = self.context.note_on(beat, msg.a, msg.b, key)
-            self.phrase.on_note_on(t)
+            self.phrase.on_note_on(t, msg.channel, msg.a)
         elif msg.kind == "off":
             ticks = self.context.note_off(beat, msg.a, key)
-            self.phrase.on_release(t, self.context.holding)
+            self.phrase.on_note_off(t, msg.channel, msg.a)
         else:  # the sustain pedal
             ticks = self.context.pedal(beat, msg.b, key)
-            if msg.b >= 64:
-                self.phrase.on_hold(t)
-            else:
-                self.phrase.on_release(t, self.context.holding)
+            self.phrase.on_pedal(t, msg.channel, msg.b >= 64)
         self.performer.inbox.put(Heard(ticks, player=True))
         if respond:
             self._cue_due = self._cue_phrase_end
         elif msg.kind == "on":
             self._cue_due = lambda: self._cue_accompaniment(t)
 
+    def _expire_holds(self, t: float) -> None:
+        """Keys and pedals down for ``hold_limit`` with nothing played: released (their
+        note-offs were most likely lost on the way), so they cannot hold a phrase open."""
+        gone = self.phrase.expire(t)
+        if not gone:
+            return
+        beat = self.timeline.beat_at(t)
+        ticks = []
+        for hold, seconds in gone:
+            if hold[0] == "key":
+                _, channel, pitch = hold
+                ticks += self.context.note_off(beat, pitch, ("in", channel))
+                what = f"key {pitch} on channel {channel + 1}"
+            else:
+                ticks += self.context.pedal(beat, 0, ("in", hold[1]))
+                what = f"the pedal on channel {hold[1] + 1}"
+            log.warning(
+                "%s held %.1f s with nothing else played: treated as released "
+                "(a lost note-off or pedal-up?)",
+                what,
+                seconds,
+            )
+        self.performer.inbox.put(Heard(ticks, player=True))
+        if self.performer.policy.mode == "respond":
+            self._cue_phrase_end()
+
     def _own(self, msg: Any, data: list[int], t: float) -> None:
         if self.recorder is not None:
             self.recorder.add(SELF, t, data)
-        if msg.kind == "on":
-            with self._stats_lock:
-                self._onsets.append(t)
         beat = self.timeline.beat_at(t)
         if msg.kind == "on":
             ticks = self.context.note_on(beat, msg.a, msg.b, SELF)
@@ -344,10 +373,12 @@ class Daemon:
 
     def _cue_phrase_end(self) -> None:
         end = self.phrase.phrase_end()
-        if end is None or self.context.holding or end == self._cued_end:
+        if end is None or end == self._cued_end:
             return
         if self._cued_end is not None:
-            # A stray release moved the phrase end: the earlier plan goes entirely.
+            if self.now() >= self._cued_end:
+                return  # answered already: only a new note starts a new phrase
+            # The pedal went down and up again within the silence: the phrase ends later.
             self.performer.interrupt(end - self.config.policy.silence)
         self._cued_end = end
         preview = self.context.preview(self.timeline.beat_of(end))
@@ -378,6 +409,7 @@ class Daemon:
 
     # -- the main thread: ports, threads, stats -------------------------------------------------
     def _watch(self) -> None:
+        self.queue.put(("tick", [], self.now()))  # the input thread owns the policy
         for label, port in (("input", self.input), ("output", self.output)):
             if port.is_connected():
                 if label in self._lost:
@@ -421,46 +453,76 @@ class Daemon:
             self.recorder.answered()
 
     def _flush_stats(self, final: bool = False) -> None:
+        """One line per answer once it is known whether (and when) its first note went
+        out: the scheduler keeps the send time of each answer's first note-on, so the
+        figure is the daemon's own, never a guess from the timeline."""
         now = self.now()
         with self._stats_lock:
-            ready = [
-                s
-                for s in self._stats_pending
-                if final or s.first_note_time is None or now > s.first_note_time + FIRST_NOTE_WINDOW
-            ]
-            planned = sorted(
-                s.first_note_time for s in self._stats_pending if s.first_note_time is not None
-            )
-            self._stats_pending = [s for s in self._stats_pending if s not in ready]
-            for s in ready:
-                if s.first_note_time is not None:
-                    lo, hi = s.first_note_time - 0.05, s.first_note_time + FIRST_NOTE_WINDOW
-                    later = [t for t in planned if t > s.first_note_time]
-                    if later:  # a note from then on is the next answer's
-                        hi = min(hi, later[0] - 0.05)
-                    sent = [t for t in self._onsets if lo <= t <= hi]
-                    s.extra["first_note_sent"] = min(sent) if sent else None
-        if not ready or self.stats_file is None:
+            pending, self._stats_pending = self._stats_pending, []
+        rows, keep = [], []
+        for s in pending:
+            sent = self.scheduler.first_sent(s.answer)
+            waiting = s.first_note_time is not None and now <= s.first_note_time + FIRST_NOTE_WINDOW
+            if sent is None and waiting and not final and s.error is None:
+                keep.append(s)  # planned, not yet due
+                continue
+            if sent is None:
+                s.cut_at = self.performer.voided_at(s.epoch)
+                s.cut = s.cut or s.cut_at is not None
+                if s.cut_at is not None and s.cut_at < s.phrase_end:
+                    continue  # a speculation the player played over before the silence ran out
+            rows.append(self._stats_row(s, sent))
+        with self._stats_lock:
+            self._stats_pending = keep + self._stats_pending
+        for row in rows:
+            if row["late"]:
+                log.warning(
+                    "an answer started %.1f ms after its phrase ended (its first note was "
+                    "due %.1f ms earlier)",
+                    row["latency_ms"],
+                    row["late_ms"],
+                )
+            elif row["first_note_sent"] is None:
+                log.warning("an answer never sounded: %s", row["unsounded"])
+        if not rows or self.stats_file is None:
             return
         with self.stats_file.batch() as f:
-            for s in ready:
-                if s.cut and s.extra.get("first_note_sent") is None:
-                    continue  # a speculation the player played over: never an answer
-                row = {
-                    "phrase_end": s.phrase_end,
-                    "first_note_planned": s.first_note_time,
-                    "first_note_sent": s.extra.get("first_note_sent"),
-                    "latency_ms": None
-                    if s.extra.get("first_note_sent") is None
-                    else (s.extra["first_note_sent"] - s.phrase_end) * 1e3,
-                    "tokens": s.tokens,
-                    "notes": s.notes,
-                    "generation_ms": s.generation_seconds * 1e3,
-                    "late_events": self.scheduler.late - s.extra.get("late_before", 0),
-                    "cut": s.cut,
-                    "mode": s.extra.get("mode"),
-                }
+            for row in rows:
                 f.write(json.dumps(row) + "\n")
+
+    def _stats_row(self, s: ResponseStats, sent: float | None) -> dict:
+        unsounded = None
+        if sent is None:
+            if s.error is not None:
+                unsounded = f"generation failed ({s.error})"
+            elif s.cut:
+                unsounded = "cut by barge-in before its first note"
+            elif self.scheduler.skipped_of(s.answer):
+                unsounded = "its first notes were due too long ago (the machine was too busy)"
+            elif s.first_note_time is None:
+                unsounded = "nothing to play (the model ended the answer without a note)"
+            else:
+                unsounded = "released before its first note"
+        late_ms = None
+        if sent is not None and s.first_note_time is not None:
+            late_ms = (sent - s.first_note_time) * 1e3
+        return {
+            "phrase_end": s.phrase_end,
+            "first_note_planned": s.first_note_time,
+            "first_note_sent": sent,
+            "latency_ms": None if sent is None else (sent - s.phrase_end) * 1e3,
+            "late": late_ms is not None and late_ms > LATE_MS,
+            "late_ms": late_ms,
+            "unsounded": unsounded,
+            "tokens": s.tokens,
+            "notes": s.notes,
+            "generation_ms": s.generation_seconds * 1e3,
+            "late_events": self.scheduler.late - s.extra.get("late_before", 0),
+            "skipped_notes": self.scheduler.skipped_of(s.answer),
+            "cut": s.cut,
+            "mode": s.extra.get("mode"),
+            "input_drops": getattr(self.input, "overflows", 0),
+        }
 
     def describe(self) -> dict:
         return {"config": asdict(self.config)}

@@ -28,8 +28,8 @@ from antiphon.errors import UserError
 from antiphon.live.sampling import Sampler
 from antiphon.live.session import ModelFile
 from antiphon.live.stepper import State
-from antiphon.models.codec import Decoded, MidiLikeCodec
-from antiphon.models.notes import Grid, TickEvents
+from antiphon.models.midi.codec import Decoded, MidiLikeCodec
+from antiphon.models.midi.notes import Grid, TickEvents
 
 MAX_TOKENS_PER_TICK = 64  # no piano plays more on one tick; a model that does is stuck
 

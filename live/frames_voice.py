@@ -1,7 +1,7 @@
 """The piano-roll families' voice: closed ticks in as frames, frames out as notes.
 
-Hearing: ``FrameCursor`` (``models.polyphonic``, the code training reads files with) cuts the
-closed ticks into frames of ``frame_ticks`` — the keys sounding in each, silent frames
+Hearing: ``FrameCursor`` (``models.midi.polyphonic``, the code training reads files with)
+cuts the closed ticks into frames of ``frame_ticks`` — the keys sounding in each, silent frames
 included — and the completed frames go through the graph in one run, updating the
 recurrent state (O(1) per frame however long the session).
 
@@ -27,13 +27,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from antiphon.export.metadata import Signature
+from antiphon.contract import Signature
 from antiphon.live.engine import PlanStep
 from antiphon.live.sampling import Sampler
 from antiphon.live.session import ModelFile
-from antiphon.models.codec import Decoded
-from antiphon.models.notes import Grid, TickEvents
-from antiphon.models.polyphonic import FrameCursor, frames_to_roll
+from antiphon.models.midi.codec import Decoded
+from antiphon.models.midi.notes import Grid, TickEvents
+from antiphon.models.midi.polyphonic import FrameCursor, frames_to_roll
 
 RunFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 Decide = Callable[[np.ndarray], np.ndarray]  # logits of keys i.. -> which of them go down

@@ -141,11 +141,11 @@ class DaemonProcess:
 
 @dataclass
 class Received:
-    t: float  # when the callback ran (this process's perf_counter)
+    t: float  # when it arrived (this process's perf_counter)
     data: list[int]
-    # When JACK delivered it: rtmidi's per-message delta times (taken from JACK's clock in
-    # the process cycle, before the callback waits for the GIL) summed onto the first
-    # arrival. For intervals between messages, free of this process's scheduling noise.
+    # The same arrival time: the ear dates each message from rtmidi's per-message deltas
+    # (taken on JACK's clock in the process cycle), so a late poll does not move it. Kept as
+    # its own field for the jitter measurement, which reads intervals on JACK's clock.
     t_jack: float = 0.0
 
 
@@ -160,16 +160,22 @@ class Player:
     def __post_init__(self) -> None:
         import rtmidi
 
-        # The ear's callback runs in JACK's process thread and needs the GIL: with Python's
-        # default 5 ms switch interval it can hold up the JACK cycle (and so what it measures).
+        from antiphon.live.ports import RtMidiInput
+
         sys.setswitchinterval(0.0005)
-        self.out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=self.client)
-        self.inp = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=self.client + "-ear")
-        self.inp.ignore_types(sysex=False, timing=False, active_sense=True)
-        self.inp.set_callback(self._heard)
         self._lock = threading.Lock()
+        self.out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=self.client)
         self.out.open_port(self._find(self.out.get_ports(), f"{self.daemon_name}:in"))
-        self.inp.open_port(self._find(self.inp.get_ports(), f"{self.daemon_name}-out:out"))
+        # The ear reads like the daemon does (rtmidi's queue, drained by a polling thread):
+        # a Python callback on JACK's thread would wait for the GIL there and lose cycles
+        # under a flood, and the measurement with them.
+        self.inp = RtMidiInput(
+            self._heard,
+            backend="jack",
+            client=self.client + "-ear",
+            port=f"{self.daemon_name}-out:out",
+            busy=lambda: True,
+        )
         time.sleep(0.05)  # JACK applies new connections a cycle or two later
 
     @staticmethod
@@ -179,11 +185,9 @@ class Player:
                 return i
         raise RuntimeError(f"no port {wanted!r} among {names}")
 
-    def _heard(self, event: tuple[list[int], float], data: Any = None) -> None:
-        t = time.perf_counter()
+    def _heard(self, data: list[int], t: float) -> None:
         with self._lock:
-            t_jack = self.received[-1].t_jack + event[1] if self.received else t
-            self.received.append(Received(t, list(event[0]), t_jack))
+            self.received.append(Received(t, list(data), t))
 
     def send(self, data: Sequence[int]) -> float:
         t = time.perf_counter()
@@ -231,13 +235,7 @@ class Player:
         return {k: v for k, v in down.items() if v}
 
     def close(self) -> None:
-        # The ear's Python callback runs on JACK's thread: detach it before the port goes,
-        # or a message arriving during close_port calls into a half-freed object (seen
-        # once as a segfault in CI).
+        self.inp.close()
         with contextlib.suppress(Exception):
-            self.inp.cancel_callback()
-        time.sleep(0.01)  # a few JACK periods: a callback already running finishes
-        for port in (self.out, self.inp):
-            with contextlib.suppress(Exception):
-                port.close_port()
-                port.delete()
+            self.out.close_port()
+            self.out.delete()

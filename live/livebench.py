@@ -1,26 +1,36 @@
 """``antiphon bench --live``: the daemon measured from outside, over real JACK ports.
 
-A second JACK client plays phrases into the daemon and listens to it: response latency
-(first answer note heard - (last note-off sent + silence)), output timing jitter (answer
-onsets on JACK's clock against the answer's tick grid, its common offset removed), barge-in (the
-player's new note -> the last of antiphon's note-offs heard), start-up time, resident
-memory and idle CPU, with the targets beside them. Percentiles, not a single run's luck.
+A second JACK client plays varied material (``live.material``: rhythms, chords, legato,
+pedal, re-strikes, channels, barge-ins at different points, and optionally garbage,
+floods, lost note-offs and pedal-ups before phrases) into the daemon and listens to it.
+Per phrase: answered or missed, response latency (first answer note heard − the phrase's
+end by the daemon's rule, the player's last release + silence), and the daemon's own
+``--stats`` figure for the same answer beside it. Over the run: output jitter (answer onsets
+on JACK's clock against the answer's tick grid), barge-in (the player's note → antiphon's
+last note-off heard), what reached the daemon's input port against what its recording holds,
+input drops the daemon reported, start-up time, resident memory at start and end, idle CPU.
+``load`` CPU-bound processes can run beside the daemon; ``soak_minutes`` plays for that long
+and compares the first minute with the last. Percentiles and the worst case, not one run's
+luck.
 """
 
 from __future__ import annotations
 
 import json
-import random
+import multiprocessing
 import shutil
 import signal
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from antiphon.live.harness import PERIOD_FRAMES, DaemonProcess, Player, jack_server
+from antiphon.live.material import Event, Material, Step
 from antiphon.live.session import ModelFile
 
 TARGETS = {
@@ -32,8 +42,19 @@ TARGETS = {
     "idle_cpu_pct": 2.0,
 }
 MAX_RESPONSE = 4.0  # seconds
-SCALE = [60, 62, 64, 65, 67, 69, 71, 72]
+ANSWER_WAIT = 3.0  # seconds after the phrase end before a phrase counts as missed
 IDLE_WINDOW = 15.0  # seconds of idling measured
+
+
+@dataclass
+class PhraseResult:
+    kind: str
+    before: str | None  # the disturbance played just before it
+    end: float  # the phrase end (player's clock)
+    latency_ms: float | None  # None: missed
+    daemon_latency_ms: float | None = None  # the daemon's --stats figure for that answer
+    daemon_row: bool = False  # whether --stats had a line for it
+    at: float = 0.0  # seconds into the run
 
 
 @dataclass
@@ -41,107 +62,254 @@ class LiveBench:
     phrases: int
     period_ms: float | None
     start_s: float
-    latency_ms: list[float] = field(default_factory=list)
+    load: int = 0
+    seed: int = 0
+    results: list[PhraseResult] = field(default_factory=list)
     jitter_ms: list[float] = field(default_factory=list)
     barge_in_ms: list[float] = field(default_factory=list)
-    missed: int = 0  # phrases without an answer
-    rss_mb: float = 0.0
+    rss_start_mb: float = 0.0  # after the first minute (or the first phrases)
+    rss_mb: float = 0.0  # at the end
     idle_cpu_pct: float = 0.0
     exit_s: float = 0.0
     exit_code: int | None = None
     hanging: int = 0
-    # The daemon's own account (its --stats lines): when it sent each answer's first note
-    # relative to the phrase end, and how many events its scheduler sent >2 ms late. Beside
-    # what the listener measured, this separates the daemon from the JACK transport.
-    daemon_latency_ms: list[float] = field(default_factory=list)
+    reached_note_ons: int = 0  # the player's note-ons that reached the daemon's input port
+    recorded_note_ons: int | None = None  # ... and those its --record file holds
+    input_drops: int = 0  # what the daemon reported dropped at its input
     daemon_late_events: int = 0
+    daemon_late_answers: int = 0  # answers the daemon itself flagged late
+    log_warnings: list[str] = field(default_factory=list)
+
+    def _lat(self, window: tuple[float, float] | None = None) -> list[float]:
+        rs = self.results
+        if window is not None:
+            rs = [r for r in rs if window[0] <= r.at < window[1]]
+        return [r.latency_ms for r in rs if r.latency_ms is not None]
 
     def summary(self) -> dict:
         def pct(xs: list[float], q: float) -> float | None:
             return float(np.percentile(xs, q)) if xs else None
 
+        lat = self._lat()
+        answered = [r for r in self.results if r.latency_ms is not None]
+        agree = [
+            abs(r.latency_ms - r.daemon_latency_ms)
+            for r in answered
+            if r.daemon_latency_ms is not None and r.latency_ms is not None
+        ]
+        end = max((r.at for r in self.results), default=0.0)
+        first, last = self._lat((0.0, 60.0)), self._lat((max(end - 60.0, 60.0), end + 1))
+        by_before: dict[str, list[int]] = {}
+        for r in self.results:
+            if r.before:
+                by_before.setdefault(r.before, [0, 0])
+                by_before[r.before][0] += 1
+                by_before[r.before][1] += r.latency_ms is not None
         return {
-            "phrases": self.phrases,
-            "answered": self.phrases - self.missed,
+            "phrases": len(self.results),
+            "answered": len(answered),
+            "missed": len(self.results) - len(answered),
+            "load": self.load,
             "jack_period_ms": self.period_ms,
-            "latency_p50_ms": pct(self.latency_ms, 50),
-            "latency_p99_ms": pct(self.latency_ms, 99),
+            "latency_p50_ms": pct(lat, 50),
+            "latency_p99_ms": pct(lat, 99),
+            "latency_max_ms": max(lat) if lat else None,
+            "stats_rows": sum(r.daemon_row for r in answered),
+            "stats_agree_max_ms": max(agree) if agree else None,
+            "stats_agree_within_period": sum(
+                1 for a in agree if self.period_ms is None or a <= self.period_ms
+            ),
             "jitter_p50_ms": pct(self.jitter_ms, 50),
             "jitter_p99_ms": pct(self.jitter_ms, 99),
             "jitter_samples": len(self.jitter_ms),
             "barge_in_p50_ms": pct(self.barge_in_ms, 50),
             "barge_in_p99_ms": pct(self.barge_in_ms, 99),
             "barge_in_samples": len(self.barge_in_ms),
+            "after_disturbance": by_before,
+            "first_minute_p99_ms": pct(first, 99),
+            "last_minute_p99_ms": pct(last, 99) if end > 120 else None,
             "start_s": self.start_s,
+            "rss_start_mb": self.rss_start_mb,
             "rss_mb": self.rss_mb,
             "idle_cpu_pct": self.idle_cpu_pct,
             "sigint_exit_s": self.exit_s,
             "exit_code": self.exit_code,
             "hanging_notes": self.hanging,
-            "daemon_latency_p50_ms": pct(self.daemon_latency_ms, 50),
-            "daemon_latency_p99_ms": pct(self.daemon_latency_ms, 99),
+            "reached_note_ons": self.reached_note_ons,
+            "recorded_note_ons": self.recorded_note_ons,
+            "input_drops": self.input_drops,
             "daemon_late_events": self.daemon_late_events,
+            "daemon_late_answers": self.daemon_late_answers,
         }
 
     def to_dict(self) -> dict:
         return {**asdict(self), "summary": self.summary()}
 
 
+def _burn(stop: Any) -> None:  # a CPU-bound process beside the daemon (a busy DAW)
+    x = 0
+    while not stop.is_set():
+        for _ in range(100000):
+            x += 1
+
+
+class _Load:
+    def __init__(self, n: int) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.stop = ctx.Event()
+        self.procs = [ctx.Process(target=_burn, args=(self.stop,), daemon=True) for _ in range(n)]
+
+    def __enter__(self) -> _Load:
+        for p in self.procs:
+            p.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for p in self.procs:
+            p.join(2)
+            if p.is_alive():
+                p.kill()
+
+
+class Tap:
+    """A third JACK client on the player's output: what really reached the daemon's port
+    (JACK copies one output to every input connected to it)."""
+
+    def __init__(self, source_client: str) -> None:
+        import rtmidi
+
+        self.midi = rtmidi.MidiIn(
+            rtmidi.API_UNIX_JACK, name="antiphon-bench-tap", queue_size_limit=1 << 18
+        )
+        self.midi.ignore_types(sysex=False, timing=False, active_sense=True)
+        names = self.midi.get_ports()
+        self.midi.open_port(next(i for i, n in enumerate(names) if n.startswith(source_client)))
+        self.note_ons = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            got = self.midi.get_message()
+            if got is None:
+                time.sleep(0.002)
+                continue
+            m = got[0]
+            if len(m) == 3 and m[0] & 0xF0 == 0x90 and m[2] > 0:
+                self.note_ons += 1
+
+    def close(self) -> None:
+        time.sleep(0.1)
+        self._stop.set()
+        self._thread.join(1)
+        self.midi.close_port()
+        self.midi.delete()
+
+
 def run_live_bench(
     model: str | None = None,
     *,
-    phrases: int = 50,
-    silence_ms: float = 500,
+    phrases: int = 200,
+    silence_ms: float = 400,
     seed: int = 0,
     name: str = "antiphon-bench",
     period: int = PERIOD_FRAMES,
     realtime: bool = False,
+    load: int = 0,
+    disturb: float = 0.15,
+    soak_minutes: float | None = None,
+    idle: bool = True,
 ) -> LiveBench:
-    rng = random.Random(seed)
     tick = _tick_seconds(model)
     work = Path(tempfile.mkdtemp(prefix="antiphon-bench-"))
-    stats = work / "stats.jsonl"
-    args = [
-        "--silence-ms",
-        str(silence_ms),
-        "--seed",
-        str(seed),
-        "--max-response",
-        str(MAX_RESPONSE),
-    ]
-    args += ["--stats", str(stats)]
+    stats, record = work / "stats.jsonl", work / "session.mid"
+    args = ["--silence-ms", str(silence_ms), "--seed", str(seed)]
+    args += ["--max-response", str(MAX_RESPONSE), "--stats", str(stats), "--record", str(record)]
     if realtime:
         args += ["--realtime"]
     if model:
         args += ["--model", str(model)]
-    with jack_server(period, realtime=realtime) as server:
+    material = Material(seed, disturb=disturb)
+    silence = silence_ms / 1000.0
+    with jack_server(period, realtime=realtime) as server, _Load(load):
         daemon = DaemonProcess(args, name=name)
         player = Player(daemon_name=name, client=name + "-player")
-        bench = LiveBench(phrases, server["period_ms"], daemon.start_seconds)
+        tap = Tap(name + "-player")
+        bench = LiveBench(phrases, server["period_ms"], daemon.start_seconds, load, seed)
+        t_run = time.perf_counter()
         try:
-            for _ in range(phrases):
-                _one_phrase(player, bench, rng, silence_ms / 1000.0, tick)
-            time.sleep(MAX_RESPONSE + 1.0)  # let the last answer finish, then measure idling
+            done = 0
+            while True:
+                elapsed = time.perf_counter() - t_run
+                if soak_minutes is not None:
+                    if elapsed > soak_minutes * 60:
+                        break
+                elif done >= phrases:
+                    break
+                for step in material.steps(1):
+                    _play_step(player, bench, step, silence, tick, t_run)
+                    done += 1
+                if not bench.rss_start_mb and (elapsed > 60 or done == min(phrases, 20)):
+                    bench.rss_start_mb = daemon.rss_mb()
+            time.sleep(MAX_RESPONSE + 1.0)  # let the last answer finish
             bench.rss_mb = daemon.rss_mb()
-            cpu0, t0 = daemon.cpu_seconds(), time.perf_counter()
-            # /proc counts CPU time in 10 ms ticks: 1 % of 5 s is 5 ticks, so a short window
-            # swings by a fifth; 15 s halves the noise of the estimate.
-            time.sleep(IDLE_WINDOW)
-            bench.idle_cpu_pct = 100 * (daemon.cpu_seconds() - cpu0) / (time.perf_counter() - t0)
+            if idle:
+                cpu0, t0 = daemon.cpu_seconds(), time.perf_counter()
+                # /proc counts CPU time in 10 ms ticks: 1 % of 5 s is 5 ticks, so a short
+                # window swings by a fifth; 15 s halves the noise of the estimate.
+                time.sleep(IDLE_WINDOW)
+                cpu = daemon.cpu_seconds() - cpu0
+                bench.idle_cpu_pct = 100 * cpu / (time.perf_counter() - t0)
             t_sig = daemon.signal(signal.SIGINT)
-            bench.exit_code = daemon.wait(5)
+            bench.exit_code = daemon.wait(10)
             bench.exit_s = time.perf_counter() - t_sig
             time.sleep(0.05)
-            bench.hanging = sum(player.hanging().values())
+            hanging = player.hanging()
+            bench.hanging = sum(hanging.values())
+            for (ch, pitch), _ in hanging.items():
+                trail = [
+                    (round(r.t - t_run, 4), r.data)
+                    for r in player.heard()
+                    if len(r.data) == 3 and r.data[0] & 0x0F == ch and r.data[1] == pitch
+                ][-6:]
+                bench.log_warnings.append(f"hanging {ch}/{pitch}: {trail}")
         finally:
             daemon.kill()
+            tap.close()
             player.close()
-    if stats.exists():
-        rows = [json.loads(line) for line in stats.read_text().splitlines() if line.strip()]
-        bench.daemon_latency_ms = [r["latency_ms"] for r in rows if r["latency_ms"] is not None]
-        bench.daemon_late_events = sum(r["late_events"] for r in rows)
+        bench.reached_note_ons = tap.note_ons
+        bench.log_warnings += [line for line in daemon.stderr_lines if "antiphon:" in line]
+    _read_daemon_files(bench, stats, record)
     shutil.rmtree(work, ignore_errors=True)
     return bench
+
+
+def _read_daemon_files(bench: LiveBench, stats: Path, record: Path) -> None:
+    rows = []
+    if stats.exists():
+        rows = [json.loads(line) for line in stats.read_text().splitlines() if line.strip()]
+    for r in bench.results:
+        # the daemon's row for this phrase: the one whose phrase end is this one's (the
+        # two processes share the machine's monotonic clock; JACK moves it by a period)
+        near = [row for row in rows if abs(row["phrase_end"] - r.end) < 0.02]
+        if near:
+            row = min(near, key=lambda row: abs(row["phrase_end"] - r.end))
+            r.daemon_row = True
+            r.daemon_latency_ms = row.get("latency_ms")
+    bench.daemon_late_events = sum(row.get("late_events", 0) for row in rows)
+    bench.daemon_late_answers = sum(bool(row.get("late")) for row in rows)
+    bench.input_drops = max((row.get("input_drops", 0) for row in rows), default=0)
+    if record.exists():
+        import mido
+
+        mid = mido.MidiFile(record)
+        for track in mid.tracks:
+            if any(m.type == "track_name" and m.name == "player" for m in track):
+                bench.recorded_note_ons = sum(
+                    1 for m in track if m.type == "note_on" and m.velocity > 0
+                )
 
 
 def _tick_seconds(model: str | None) -> float:
@@ -149,41 +317,69 @@ def _tick_seconds(model: str | None) -> float:
     return 60.0 / 120.0 / grid["tpq"]
 
 
-def _one_phrase(
-    player: Player, bench: LiveBench, rng: random.Random, silence: float, tick: float
+def _play(player: Player, events: list[Event]) -> list[float]:
+    """Send timed events; returns when each was really sent."""
+    t0 = time.perf_counter()
+    sent = []
+    for at, msg in events:
+        while (delay := t0 + at - time.perf_counter()) > 0:
+            time.sleep(min(delay, 0.002) if delay > 0.003 else 0)
+        sent.append(player.send(msg))
+    return sent
+
+
+def _play_step(
+    player: Player, bench: LiveBench, step: Step, silence: float, tick: float, t_run: float
 ) -> None:
-    pitches = [rng.choice(SCALE) for _ in range(rng.randint(3, 6))]
-    barge = bool(player.hanging())  # antiphon is holding notes: this note barges in
-    t_first = player.send([0x90, pitches[0], 90])
-    if barge:
-        # Barge-in: the player's note -> the last of antiphon's note-offs (or the All
-        # Notes Off that closes the release).
+    if step.before is not None:
+        _play(player, step.before.events)
+        time.sleep(0.3)
+    ph = step.phrase
+    barging = bool(player.hanging())  # antiphon is sounding: this phrase barges in
+    sent = _play(player, ph.events)
+    t_first = sent[0]
+    if barging:
         heard = player.wait_for(lambda r: r.t > t_first and r.data[:2] == [0xB0, 123], 0.5)
         if heard is not None:
             offs = [r for r in player.heard(t_first) if r.t <= heard.t]
             bench.barge_in_ms.append(1e3 * (max(r.t for r in offs) - t_first))
-    time.sleep(0.12)
-    t_off = player.send([0x80, pitches[0], 0])
-    for p in pitches[1:]:
-        time.sleep(0.03)
-        t_off = player.note(p, 0.12)
-    first = player.wait_for(
-        lambda r: r.t > t_off and r.data[0] & 0xF0 == 0x90 and r.data[2] > 0, silence + 3
+    # the phrase end by the daemon's rule, on the times the events really went out
+    release = max(
+        (sent[k] for k, (at, _) in enumerate(ph.events) if abs(at - ph.release) < 1e-9),
+        default=sent[-1],
     )
+    end = release + silence
+    first = player.wait_for(
+        lambda r: r.t > release and r.data[0] & 0xF0 == 0x90 and r.data[2] > 0,
+        max(0.0, end - time.perf_counter()) + ANSWER_WAIT,
+    )
+    result = PhraseResult(
+        ph.kind,
+        step.before.kind if step.before else None,
+        end,
+        None if first is None else 1e3 * (first.t - end),
+        at=end - t_run,
+    )
+    bench.results.append(result)
     if first is None:
-        bench.missed += 1
         return
-    bench.latency_ms.append(1e3 * (first.t - (t_off + silence)))
-    time.sleep(0.9)  # hear some of the answer, then barge in with the next phrase
+    if step.barge_after is not None:
+        time.sleep(step.barge_after)
+    else:
+        time.sleep(MAX_RESPONSE + 0.3)
+    _jitter(player, bench, first.t, first.t_jack, tick)
+    time.sleep(step.gap if step.barge_after is None else 0.0)
+
+
+def _jitter(
+    player: Player, bench: LiveBench, t_first: float, jack_first: float, tick: float
+) -> None:
     # Intervals on JACK's clock (see Received.t_jack): what a synth on the port would hear.
     # Jitter is each onset's deviation from the answer's tick grid after removing the
     # answer's common offset (the median deviation): a constant delay is latency, measured
     # above, not jitter.
-    onsets = [r.t_jack for r in player.note_ons(first.t)]
-    errors = []
-    for t in onsets:
-        rel = t - first.t_jack
-        errors.append(rel - round(rel / tick) * tick)
+    onsets = [r.t_jack for r in player.note_ons(t_first)]
+    errors = [(t - jack_first) - round((t - jack_first) / tick) * tick for t in onsets]
     if len(errors) > 1:
         offset = float(np.median(errors))
         bench.jitter_ms.extend(1e3 * abs(e - offset) for e in errors)
@@ -193,24 +389,39 @@ def format_live(b: LiveBench) -> str:
     s = b.summary()
     period = s["jack_period_ms"]
 
-    def row(label: str, value: float | None, unit: str, target: str) -> str:
+    def row(label: str, value: float | None, unit: str, target: str = "") -> str:
         shown = "n/a" if value is None else f"{value:.2f}"
-        return f"{label:<34}{shown:>10} {unit:<4} {target}"
+        return f"{label:<36}{shown:>10} {unit:<4} {target}"
 
+    after = ", ".join(f"{k} {a}/{n}" for k, (n, a) in sorted(s["after_disturbance"].items()))
     lines = [
-        f"live daemon over JACK ({s['answered']}/{s['phrases']} phrases answered; "
-        f"JACK period {f'{period:.2f} ms' if period else 'of the running server'})",
-        row("response latency p50", s["latency_p50_ms"], "ms", ""),
+        f"live daemon over JACK: {s['answered']}/{s['phrases']} phrases answered, "
+        f"{s['missed']} missed (seed {b.seed}; JACK period "
+        f"{f'{period:.2f} ms' if period else 'of the running server'}; "
+        f"{s['load']} CPU-bound processes beside it)",
+        f"  answered after a disturbance: {after or 'none played'}",
+        row("response latency p50", s["latency_p50_ms"], "ms"),
         row("response latency p99", s["latency_p99_ms"], "ms", "target <= 10 ms + period"),
-        row("  daemon's first send p50", s["daemon_latency_p50_ms"], "ms", "(its --stats)"),
-        row("  daemon's first send p99", s["daemon_latency_p99_ms"], "ms", ""),
+        row("response latency max", s["latency_max_ms"], "ms"),
+        row("  --stats lines for answers", s["stats_rows"], "", f"of {s['answered']}"),
+        row(
+            "  --stats vs listener, worst",
+            s["stats_agree_max_ms"],
+            "ms",
+            f"({s['stats_agree_within_period']} within one period)",
+        ),
+        row("  answers the daemon flagged late", s["daemon_late_answers"], ""),
+        row("  events sent > 2 ms late", s["daemon_late_events"], "", "(daemon's scheduler)"),
         row("output jitter p50", s["jitter_p50_ms"], "ms", f"({s['jitter_samples']} onsets)"),
         row("output jitter p99", s["jitter_p99_ms"], "ms", "target <= 2 ms"),
-        row("  events sent > 2 ms late", s["daemon_late_events"], "", "(daemon's scheduler)"),
         row("barge-in p50", s["barge_in_p50_ms"], "ms", f"({s['barge_in_samples']} barge-ins)"),
         row("barge-in p99", s["barge_in_p99_ms"], "ms", "target <= 10 ms"),
+        row("note-ons that reached the port", s["reached_note_ons"], ""),
+        row("  ... in the --record file", s["recorded_note_ons"], ""),
+        row("  input drops the daemon reported", s["input_drops"], ""),
         row("start to ready", s["start_s"], "s", "target <= 1.5 s"),
-        row("resident memory", s["rss_mb"], "MB", "target <= 250 MB"),
+        row("resident memory, start", s["rss_start_mb"], "MB"),
+        row("resident memory, end", s["rss_mb"], "MB", "target <= 250 MB"),
         row("idle CPU", s["idle_cpu_pct"], "%", "target <= 2 %"),
         row(
             "SIGINT to exit",
@@ -219,4 +430,14 @@ def format_live(b: LiveBench) -> str:
             f"exit code {s['exit_code']}, {s['hanging_notes']} hanging notes",
         ),
     ]
+    if s["last_minute_p99_ms"] is not None:
+        lines.insert(
+            5,
+            row(
+                "  p99 first minute / last minute",
+                s["first_minute_p99_ms"],
+                "ms",
+                f"/ {s['last_minute_p99_ms']:.2f} ms",
+            ),
+        )
     return "\n".join(lines)

@@ -42,3 +42,12 @@ def parse(data: list[int] | tuple[int, ...] | bytes) -> Message | None:
     if kind == NOTE_ON and b > 0:
         return Message("on", channel, a, b)
     return Message("off", channel, a, b)  # note-off, or note-on with velocity 0
+
+
+def is_channel_message(data: list[int] | tuple[int, ...] | bytes) -> bool:
+    """A complete, well-formed channel message (notes, controllers, pitch bend, program
+    change, aftertouch): what a recording can hold."""
+    if not data or not isinstance(data[0], int) or not 0x80 <= data[0] < 0xF0:
+        return False
+    size = 2 if 0xC0 <= data[0] < 0xE0 else 3
+    return len(data) == size and all(isinstance(b, int) and 0 <= b < 0x80 for b in data[1:])

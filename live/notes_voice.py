@@ -27,8 +27,8 @@ import numpy as np
 from antiphon.live.engine import PlanStep
 from antiphon.live.sampling import Sampler
 from antiphon.live.session import ModelFile
-from antiphon.models.codec import Decoded
-from antiphon.models.notes import Grid, TickEvents
+from antiphon.models.midi.codec import Decoded
+from antiphon.models.midi.notes import Grid, TickEvents
 
 RECENT_VELOCITIES = 16  # the answer's velocity: the mean of this many notes heard last
 DEFAULT_VELOCITY = 64

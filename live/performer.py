@@ -31,10 +31,11 @@ from antiphon.live.sampling import Sampler
 from antiphon.live.scheduler import Scheduler
 from antiphon.live.shaping import NoteEvent, Shaping, notes_to_events, shape
 from antiphon.live.timeline import Timeline
-from antiphon.models.codec import Decoded
-from antiphon.models.notes import TickEvents
+from antiphon.models.midi.codec import Decoded
+from antiphon.models.midi.notes import TickEvents
 
 log = logging.getLogger(__name__)
+MAX_FAILURES = 3  # answers in a row that fail before the engine gives up (the daemon exits)
 
 
 @dataclass(frozen=True)
@@ -65,11 +66,15 @@ class Control:
 @dataclass
 class ResponseStats:
     phrase_end: float
+    answer: int = 0  # the scheduler tag of its notes
+    epoch: int = 0  # the plan it belonged to (an interrupt voids it)
     tokens: int = 0
     notes: int = 0
     generation_seconds: float = 0.0
     first_note_time: float | None = None
     cut: bool = False
+    cut_at: float | None = None  # when the player's note voided it
+    error: str | None = None  # generation failed
     extra: dict = field(default_factory=dict)
 
 
@@ -164,13 +169,20 @@ class Performer:
         self.error: BaseException | None = None
         self.seed = sampler.sampling.seed
         self.responses = 0
+        self.last_interrupt: float | None = None
+        self._voided: dict[int, float] = {}  # epoch -> when an interrupt ended it
+        self.failures = 0  # answers in a row whose generation failed
 
     # -- called from other threads --------------------------------------------------------
     def interrupt(self, t: float) -> bool:
         """The player started a new phrase: stop at once, release every note. Returns
         whether something was playing or planned."""
         with self.play_lock:
+            self._voided[self.epoch] = t
+            if len(self._voided) > 256:
+                del self._voided[next(iter(self._voided))]
             self.epoch += 1
+            self.last_interrupt = t
             busy = (
                 self.responding or self.scheduler.pending() > 0 or bool(self.scheduler.sounding())
             )
@@ -178,6 +190,11 @@ class Performer:
                 self.scheduler.release_all()
             self.responding = False
         return busy
+
+    def voided_at(self, epoch: int) -> float | None:
+        """When the plan of ``epoch`` was interrupted (None: it still stands)."""
+        with self.play_lock:
+            return self._voided.get(epoch)
 
     def start(self) -> None:
         self.thread = threading.Thread(target=self._run, name="antiphon-engine", daemon=True)
@@ -271,7 +288,8 @@ class Performer:
         with self.play_lock:
             if epoch != self.epoch:
                 return False
-            self.scheduler.schedule(notes_to_events(notes, start_time, self.channel))
+            events = notes_to_events(notes, start_time, self.channel, tag=stats.answer)
+            self.scheduler.schedule(events)
         stats.notes += len(notes)
         first = start_time + min(n.start for n in notes)
         stats.first_note_time = (
@@ -303,6 +321,8 @@ class Performer:
         play = Playback(start_tick, start_time, self.timeline, tpq, self.shaping)
         stats = ResponseStats(
             phrase_end=cue.start,
+            answer=self.responses,
+            epoch=epoch,
             extra={"mode": self.policy.mode, "late_before": self.scheduler.late},
         )
         t0 = time.perf_counter()
@@ -314,14 +334,23 @@ class Performer:
                 # A new plan replaces the old one from here on; notes already sounding
                 # keep their note-offs.
                 self.scheduler.cancel(after=start_time)
-        for step in self._steps(cue, start_tick, start_tick + length):
-            stats.tokens += step.tokens
-            notes = play.notes(step.events)
-            if not self._schedule(notes, start_time, epoch, stats) or not self._drain():
-                stats.cut = True
-                break
-            if play.full:
-                break
+        try:
+            for step in self._steps(cue, start_tick, start_tick + length):
+                stats.tokens += step.tokens
+                notes = play.notes(step.events)
+                if not self._schedule(notes, start_time, epoch, stats) or not self._drain():
+                    stats.cut, stats.cut_at = True, self.last_interrupt
+                    break
+                if play.full:
+                    break
+            self.failures = 0
+        except Exception as exc:  # one failed answer: released and reported, not fatal
+            self.failures += 1
+            stats.error = f"{type(exc).__name__}: {exc}"[:200]
+            log.exception("generating an answer failed; its notes are released")
+            self.interrupt(self.now())
+            if self.failures >= MAX_FAILURES:
+                raise
         stats.generation_seconds = time.perf_counter() - t0
         with self.play_lock:
             if epoch == self.epoch:

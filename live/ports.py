@@ -233,6 +233,26 @@ def list_ports(backend: str | None = None) -> dict[str, dict[str, list[str]]]:
     return result
 
 
+def port_listing(backend: str | None = None) -> list[str]:
+    """What ``antiphon ports`` prints: each backend's ports (or only ``backend``'s), or why
+    the backend is unavailable."""
+    status = backend_status()
+    found = list_ports(backend)
+    lines: list[str] = []
+    for b, reason in status.items():
+        if backend and b != backend:
+            continue
+        if b not in found:
+            lines.append(f"{b}: unavailable ({reason or 'cannot list ports'})")
+            continue
+        ports = found[b]
+        lines += [f"{b}:", "  inputs (antiphon can listen to, --input):"]
+        lines += [f"    {name}" for name in ports["inputs"] or ["(none)"]]
+        lines.append("  outputs (antiphon can play into, --output):")
+        lines += [f"    {name}" for name in ports["outputs"] or ["(none)"]]
+    return lines
+
+
 def _no_virtual_ports(backend: str) -> None:
     if backend == "winmm":
         raise UserError(
@@ -261,6 +281,7 @@ class _RtPort:
         pattern: str | None,
         after_open: Callable[[Any], None],
         wait: Callable[[float], None],
+        queue_size: int | None = None,
     ) -> None:
         self.kind = kind
         self.backend = resolve_backend(backend)
@@ -275,8 +296,9 @@ class _RtPort:
         self._after_open = after_open
         self._wait = wait
         cls = rtmidi.MidiIn if kind == "in" else rtmidi.MidiOut
+        extra = {"queue_size_limit": queue_size} if kind == "in" and queue_size else {}
         try:
-            self.midi = cls(_api(self.backend), name=rt_client)
+            self.midi = cls(_api(self.backend), name=rt_client, **extra)
         except rtmidi.RtMidiError as e:
             raise UserError(f"cannot open a MIDI {self.backend} client: {e}") from e
         self.peer: str | None = None
@@ -351,11 +373,6 @@ class _RtPort:
     def close(self) -> None:
         with contextlib.suppress(self.error):
             if not self.midi.is_deleted:
-                # An input's Python callback runs on the backend's thread: detach it first,
-                # so no message arriving during close_port calls into a port being freed.
-                if self.kind == "in":
-                    self.midi.cancel_callback()
-                    self._settle()
                 self.midi.close_port()
                 self.midi.delete()
                 self._settle()
@@ -363,8 +380,8 @@ class _RtPort:
 
 class MidiInput:
     """Delivers raw messages with their arrival time (from the injected ``now``) to
-    ``on_message``. The callback runs on the backend's thread: keep it short (put the
-    message on a queue). An exception from it is counted, never raised into rtmidi."""
+    ``on_message``, from the port's reading thread: keep it short (put the message on a
+    queue). An exception from it is counted, never raised into the reader."""
 
     def __init__(self, on_message: OnMessage, now: Callable[[], float] | None = None) -> None:
         self._on_message = on_message
@@ -375,11 +392,13 @@ class MidiInput:
         self.port_name = ""
 
     def _deliver(self, data: list[int]) -> None:
+        self._deliver_at(data, self._now())
+
+    def _deliver_at(self, data: list[int], t: float) -> None:
         try:
-            t = self._now()
             self.received += 1
             self._on_message(list(data), t)
-        except Exception as e:  # the backend thread must survive anything
+        except Exception as e:  # the reading thread must survive anything
             self.errors += 1
             self.last_error = repr(e)
 
@@ -410,7 +429,20 @@ class MemoryInput(MidiInput):
 
 class RtMidiInput(MidiInput):
     """A virtual input port ``<client>:in`` or, with ``port``, a connection to the first
-    existing output port whose name contains that pattern."""
+    existing output port whose name contains that pattern.
+
+    The backend's thread only queues: rtmidi keeps incoming messages in its own C++ ring
+    (``queue_size`` messages) and this class's reader thread drains it. A Python callback
+    would run on the backend's thread and wait for the GIL there for every message — on
+    JACK that thread is the client's process cycle, and a cycle held up by the daemon's
+    other threads loses that cycle's input (seen under floods and on loaded machines). The
+    reader polls every ``poll`` seconds while the player is active or ``busy()`` says the
+    daemon is playing (a barge-in must be heard at once), and every ``idle_poll`` after
+    ``idle_after`` seconds of quiet (an idle daemon must not wake often: each wake-up costs
+    CPU); arrival times come from the backend's own per-message deltas, so a reader woken
+    late still stamps each message when it arrived. A drain that finds the ring full means messages
+    were dropped there: counted in ``overflows`` and logged, never silent.
+    """
 
     def __init__(
         self,
@@ -420,20 +452,66 @@ class RtMidiInput(MidiInput):
         client: str = "antiphon",
         port: str | None = None,
         now: Callable[[], float] | None = None,
+        queue_size: int = 1 << 16,
+        poll: float = 0.0005,
+        idle_poll: float = 0.01,
+        idle_after: float = 1.0,
+        busy: Callable[[], bool] | None = None,
     ) -> None:
         super().__init__(on_message, now)
-        self._port = _RtPort("in", backend, client, port, self._listen, time.sleep)
+        self.queue_size = queue_size
+        self.poll, self.idle_poll, self.idle_after = poll, idle_poll, idle_after
+        self._busy = busy
+        self.overflows = 0
+        self._stop = threading.Event()
+        self._read_lock = threading.Lock()  # the reader and a reconnect never overlap
+        self._port = _RtPort(
+            "in", backend, client, port, self._listen, time.sleep, queue_size=queue_size
+        )
         self.backend = self._port.backend
         self.port_name = self._port.name
+        self._reader = threading.Thread(target=self._read, name="antiphon-midi-in", daemon=True)
+        self._reader.start()
 
     def _listen(self, midi: Any) -> None:
         # sysex and MIDI clock (0xF8/0xFA/0xFB/0xFC) must reach the daemon; active
         # sensing is link noise.
         midi.ignore_types(sysex=False, timing=False, active_sense=True)
-        midi.set_callback(self._callback)
 
-    def _callback(self, event: tuple[list[int], float], data: object = None) -> None:
-        self._deliver(event[0])
+    def _read(self) -> None:
+        last: float | None = None  # estimated arrival of the previous message
+        quiet_since = self._now()
+        while not self._stop.is_set():
+            drained = 0
+            with self._read_lock:
+                while not self._stop.is_set():
+                    try:
+                        got = self._port.midi.get_message()
+                    except self._port.error:
+                        got = None
+                    if got is None:
+                        break
+                    data, delta = got
+                    polled = self._now()
+                    # The backend's delta since the previous message is exact; the poll
+                    # time only bounds it from above.
+                    t = polled if last is None else min(polled, last + delta)
+                    last = t
+                    drained += 1
+                    for part in split_stream(data):
+                        self._deliver_at(part, t)
+            if drained >= self.queue_size - 1:
+                self.overflows += 1
+                log.warning(
+                    "MIDI input: rtmidi's queue of %d messages was full: messages were dropped",
+                    self.queue_size,
+                )
+            now = self._now()
+            if drained:
+                quiet_since = now
+            fast = now - quiet_since < self.idle_after or (self._busy is not None and self._busy())
+            wait = self.poll if fast else self.idle_poll
+            self._stop.wait(wait)
 
     @property
     def peer(self) -> str | None:
@@ -443,10 +521,45 @@ class RtMidiInput(MidiInput):
         return self._port.is_connected()
 
     def reconnect(self) -> bool:
-        return self._port.reconnect()
+        with self._read_lock:
+            return self._port.reconnect()
 
     def close(self) -> None:
+        self._stop.set()
+        if self._reader is not threading.current_thread():
+            self._reader.join(timeout=1.0)
         self._port.close()
+
+
+def split_stream(data: list[int]) -> list[list[int]]:
+    """One delivered message, split where rtmidi glued several together.
+
+    rtmidi treats everything after a sysex start without its 0xF7 as the continuation of
+    that sysex, and delivers it all as one "message" once an 0xF7 arrives. Those bytes are
+    really the messages that came meanwhile: status bytes start them again (realtime bytes
+    stand alone), so nothing played inside a broken sysex is lost."""
+    if not data or data[0] != 0xF0 or all(b < 0x80 for b in data[1:-1]):
+        return [data]
+    out: list[list[int]] = []
+    current: list[int] = []
+    for b in data:
+        if b >= 0xF8:  # realtime bytes stand alone (rtmidi glues whole events: flush first)
+            if current and current[0] != 0xF0:
+                out.append(current)
+                current = []
+            out.append([b])
+        elif b == 0xF7 and current[:1] == [0xF0]:
+            out.append([*current, b])
+            current = []
+        elif b >= 0x80:
+            if current:
+                out.append(current)
+            current = [b]
+        else:
+            current.append(b)
+    if current:
+        out.append(current)
+    return out
 
 
 class MidiOutput(abc.ABC):

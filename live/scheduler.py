@@ -45,13 +45,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Key = tuple[int, int]  # (channel, pitch)
-_Entry = tuple[float, int, int, tuple[int, ...]]  # (time, note-offs first, seq, data)
+# (time, note-offs first, seq, data, tag); seq is unique, so data and tag never compare
+_Entry = tuple[float, int, int, tuple[int, ...], "int | None"]
+KEPT_TAGS = 256  # answers whose first-note times are remembered
 
 
 @dataclass(frozen=True)
 class ScheduledEvent:
     time: float  # seconds on the scheduler's ``now`` clock
     data: tuple[int, ...]  # one raw MIDI message, channel applied
+    tag: int | None = None  # the answer it belongs to (its first note's send time is kept)
 
 
 def note_kind(data: tuple[int, ...]) -> tuple[str, Key | None]:
@@ -108,6 +111,8 @@ class Scheduler:
         self._channels: set[int] = set()
         self._dirty = False  # anything sent since the last release_all
         self.error: BaseException | None = None
+        self._first_sent: dict[int, float] = {}  # tag -> when its first note-on went out
+        self._skipped_tags: dict[int, int] = {}  # tag -> note-ons dropped as too late
         self.sent = self.late = self.skipped = self.retriggered = self.send_errors = 0
         self.max_lateness = 0.0
 
@@ -120,7 +125,7 @@ class Scheduler:
         for e in events:
             data = tuple(check_message(e.data))
             order = 0 if note_kind(data)[0] == "off" else 1
-            entries.append((float(e.time), order, next(self._seq), data))
+            entries.append((float(e.time), order, next(self._seq), data, e.tag))
         with self._cond:
             for entry in entries:
                 bisect.insort(self._pending, entry)
@@ -130,7 +135,7 @@ class Scheduler:
         """Send everything due at or before ``t`` in time order; the next due time."""
         with self._lock:
             while self._pending and self._pending[0][0] <= t:
-                due, _, _, data = self._pending[0]
+                due, _, _, data, tag = self._pending[0]
                 kind, key = note_kind(data)
                 lateness = t - due
                 if (
@@ -143,6 +148,8 @@ class Scheduler:
                         del self._pending[off]
                     del self._pending[0]
                     self.skipped += 1
+                    if tag is not None:
+                        self._skipped_tags[tag] = self._skipped_tags.get(tag, 0) + 1
                     continue
                 del self._pending[0]
                 if lateness > self.late_tolerance:
@@ -156,6 +163,10 @@ class Scheduler:
                     self._emit(note_off(key))
                     self.retriggered += 1
                 self._emit(data)
+                if tag is not None and kind == "on" and tag not in self._first_sent:
+                    self._first_sent[tag] = t
+                    if len(self._first_sent) > KEPT_TAGS:
+                        del self._first_sent[next(iter(self._first_sent))]
             return self._pending[0][0] if self._pending else None
 
     def cancel(self, after: float, *, cut: bool = False) -> int:
@@ -165,7 +176,7 @@ class Scheduler:
         with self._cond:
             pairs, owned = self._pairs()
             drop: set[int] = set()
-            for i, (due, _, _, data) in enumerate(self._pending):
+            for i, (due, _, _, data, _) in enumerate(self._pending):
                 if due >= after and note_kind(data)[0] == "on":
                     drop.add(i)
                     if i in pairs:
@@ -212,6 +223,20 @@ class Scheduler:
         with self._lock:
             return sorted(self._sounding)
 
+    def first_sent(self, tag: int) -> float | None:
+        """When the first note-on of answer ``tag`` was sent (None: none yet, or never)."""
+        with self._lock:
+            return self._first_sent.get(tag)
+
+    def skipped_of(self, tag: int) -> int:
+        with self._lock:
+            return self._skipped_tags.get(tag, 0)
+
+    def busy(self) -> bool:
+        """Whether anything is sounding or still to be sent."""
+        with self._lock:
+            return bool(self._pending or self._sounding)
+
     def pending(self) -> int:
         with self._lock:
             return len(self._pending)
@@ -249,7 +274,7 @@ class Scheduler:
         queues: dict[Key, deque[int | None]] = {k: deque([None]) for k in self._sounding}
         pairs: dict[int, int] = {}
         owned: dict[Key, int] = {}
-        for i, (_, _, _, data) in enumerate(self._pending):
+        for i, (_, _, _, data, _) in enumerate(self._pending):
             kind, key = note_kind(data)
             if key is None:
                 continue

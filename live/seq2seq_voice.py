@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from antiphon.export.metadata import Signature
+from antiphon.contract import Signature
 from antiphon.live.engine import TokenVoice
 from antiphon.live.session import ModelFile
 from antiphon.live.stepper import RunFn

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from antiphon.contract import ModelInfo
 from antiphon.errors import UserError
-from antiphon.export.metadata import ModelInfo
 
 if TYPE_CHECKING:
     from antiphon.live.stepper import TokenStepper

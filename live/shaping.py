@@ -141,7 +141,7 @@ def _cap_polyphony(notes: list[NoteEvent], cap: int) -> list[NoteEvent]:
 
 
 def notes_to_events(
-    notes: Iterable[NoteEvent], t0: float, channel: int = 0
+    notes: Iterable[NoteEvent], t0: float, channel: int = 0, tag: int | None = None
 ) -> list[ScheduledEvent]:
     """Note-on/note-off events at ``t0 + start`` and ``t0 + end`` on ``channel``, in time
     order with note-offs first where times coincide (the scheduler orders them the same
@@ -155,4 +155,4 @@ def notes_to_events(
         keyed.append((t0 + n.start, 1, n.pitch, (0x90 | channel, n.pitch, n.velocity)))
         keyed.append((t0 + end, 0, n.pitch, (0x80 | channel, n.pitch, 0)))
     keyed.sort(key=lambda k: (k[0], k[1], k[2]))
-    return [ScheduledEvent(time, data) for time, _, _, data in keyed]
+    return [ScheduledEvent(time, data, tag) for time, _, _, data in keyed]

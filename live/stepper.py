@@ -5,7 +5,7 @@ onnxruntime with it and export verification drives torch and onnxruntime with th
 code. States are values: a snapshot is a reference, a rollback is an assignment (the
 speculative response and barge-in rely on that).
 
-Three kinds of state pair (``export.metadata.StatePair``):
+Three kinds of state pair (``antiphon.contract.StatePair``):
 
 - fixed size (recurrent state, convolution buffers): the output replaces the input;
 - grown (``axis`` >= 0): the output is the input plus the new steps along ``axis``;
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from antiphon.export.metadata import Signature, StatePair
+from antiphon.contract import Signature, StatePair
 
 RunFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 # run(feed, bound): each (input, output, array) of ``bound`` is read as the input and

@@ -20,8 +20,8 @@ import numpy as np
 
 from antiphon.atomic import atomic_file
 from antiphon.models.corpus import SPLITS, Corpus
-from antiphon.models.notes import MidiFileError
-from antiphon.models.tokenizer import Tokenizer
+from antiphon.models.midi.notes import MidiFileError
+from antiphon.models.midi.tokenizer import Tokenizer
 
 PITCH_PREFIXES = ("NoteOn_", "NoteOff_", "Pitch_")
 

@@ -2,7 +2,7 @@
 
 ``--data polyphonic:FILE`` trains on a benchmark file's train split and validates on its
 valid split; any other ``--data`` is a MIDI corpus (``models.corpus``) cut into frames on the
-model's grid (``models.polyphonic``). Pieces are read from their first frame with the empty
+model's grid (``models.midi.polyphonic``). Pieces are read from their first frame with the empty
 (zero) state and carried through in windows of ``block_size`` frames, the state passed on
 between windows — exactly how the benchmark scores them and how the daemon runs — so the
 zero state always means "the piece starts here". Similar lengths are batched together.
@@ -24,6 +24,7 @@ import copy
 import json
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,10 @@ import torch
 
 from antiphon.atomic import write_text
 from antiphon.errors import UserError
-from antiphon.models.notes import Grid
-from antiphon.models.polyphonic import PREFIX, Rolls, load_rolls
+from antiphon.models.corpus import resolve_corpus
+from antiphon.models.dataset import cache_root
+from antiphon.models.midi.notes import Grid, MidiFileError
+from antiphon.models.midi.polyphonic import N_KEYS, PITCH_LO, benchmark_split, file_roll
 from antiphon.models.registry import family
 from antiphon.models.train import (
     CHECKPOINT_FORMAT,
@@ -50,6 +53,62 @@ GRID_TPQ = 8  # the tokenizers' default grid: frame_ticks=2 is a 1/16 note
 PATIENCE = 10  # validations without improvement before training stops
 AVERAGE = 0.99  # decay of the weights' moving average (about the last 100 steps)
 BUCKET = 8  # pieces are sorted by length within groups of BUCKET batches
+PREFIX = "polyphonic:"  # --data polyphonic:FILE trains on a benchmark file's train split
+
+
+# -- training data: a benchmark file or a corpus, as rolls -----------------------------------------
+@dataclass
+class Rolls:
+    """Train and valid pieces of one source, and where they came from."""
+
+    train: list[np.ndarray]
+    valid: list[np.ndarray]
+    summary: dict
+
+
+def load_rolls(
+    data: str,
+    grid: Grid,
+    frame_ticks: int,
+    *,
+    pitch_lo: int = PITCH_LO,
+    n_keys: int = N_KEYS,
+    progress: bool = False,
+    only: tuple[str, ...] = ("train", "valid"),
+) -> Rolls:
+    """``polyphonic:FILE`` (its train and valid splits) or a corpus (``models.corpus``)
+    read onto ``grid`` and cut into frames; a split not in ``only`` is left empty."""
+    if data.startswith(PREFIX):
+        path = data[len(PREFIX) :]
+        train, valid = (
+            benchmark_split(path, s, pitch_lo, n_keys) if s in only else []
+            for s in ("train", "valid")
+        )
+        return Rolls(train, valid, _summary(f"{PREFIX}{Path(path).name}", train, valid, 0))
+    corpus = resolve_corpus(data, cache_dir=cache_root(), progress=progress)
+    failed = 0
+    splits: dict[str, list[np.ndarray]] = {}
+    for split in ("train", "valid"):
+        rolls = []
+        for path in corpus.split(split) if split in only else ():
+            try:
+                roll = file_roll(path, grid, frame_ticks, pitch_lo, n_keys)
+            except MidiFileError:
+                failed += 1
+                continue
+            if len(roll):
+                rolls.append(roll)
+        splits[split] = rolls
+    return Rolls(splits["train"], splits["valid"], _summary(corpus.name, *splits.values(), failed))
+
+
+def _summary(name: str, train: list[np.ndarray], valid: list[np.ndarray], failed: int) -> dict:
+    return {
+        "name": name,
+        "pieces": {"train": len(train), "valid": len(valid)},
+        "frames": {"train": sum(map(len, train)), "valid": sum(map(len, valid))},
+        "failed": failed,
+    }
 
 
 class PieceBatches:

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from antiphon.errors import UserError
-from antiphon.models.notes import Grid, MidiFileError, Note, read_performance
+from antiphon.models.midi.notes import Grid, MidiFileError, Note, read_performance
 
 if TYPE_CHECKING:
     from antiphon.models.overlap import MetricsReport

@@ -1,7 +1,7 @@
 """Training the note RNN: a corpus read as notes, windows of notes, the three-head loss.
 
-Every file is read through ``models.notes.read_performance`` on the default tokenizer's grid
-(what the daemon hears), its notes taken in (start, pitch) order as (pitch, step, duration)
+Every file is read through ``models.midi.notes.read_performance`` on the default tokenizer's
+grid (what the daemon hears), its notes taken in (start, pitch) order as (pitch, step, duration)
 in grid ticks, and cached per corpus. Windows of ``block_size + 1`` notes are drawn from the
 concatenated split, across piece boundaries as the tutorial does (a piece's first note has
 step 0), transposed at random. The optimizer, schedule, clipping, checkpoint (the format of
@@ -29,8 +29,8 @@ from antiphon.atomic import atomic_file, write_text
 from antiphon.errors import UserError
 from antiphon.models.corpus import SPLITS, Corpus, resolve_corpus
 from antiphon.models.dataset import TokenSplit, cache_root, corpus_cache_key, progress_interval
+from antiphon.models.midi.notes import Grid, Performance, read_performance
 from antiphon.models.nll import Bigram
-from antiphon.models.notes import Grid, Performance, read_performance
 from antiphon.models.registry import family
 from antiphon.models.train import (
     TrainConfig,

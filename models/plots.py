@@ -16,7 +16,7 @@ import numpy as np
 from antiphon.atomic import atomic_file
 from antiphon.errors import UserError
 from antiphon.models.metrics import METRICS, SetMetrics, metric_grid
-from antiphon.models.notes import read_performance
+from antiphon.models.midi.notes import read_performance
 
 if TYPE_CHECKING:
     from antiphon.models.overlap import MetricsReport

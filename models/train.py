@@ -35,9 +35,9 @@ from antiphon.models.dataset import (
     progress_interval,
     tokenize_corpus,
 )
+from antiphon.models.midi.tokenizer import Tokenizer
 from antiphon.models.nll import Bigram, model_nll
 from antiphon.models.registry import family
-from antiphon.models.tokenizer import Tokenizer
 
 CHECKPOINT_FORMAT = "antiphon-checkpoint/1"
 

@@ -33,10 +33,7 @@ def save_checkpoint(path: Path, name: str, model: Any, **extra: Any) -> Path:
 
 def export_verified(ckpt: Path, out: Path) -> tuple[Path, Any]:
     """(exported .onnx with its verification recorded, the graph adapter)."""
-    from antiphon.export.onnx_export import export_checkpoint, update_metadata
-    from antiphon.export.verify import verify
-    from antiphon.live.session import ModelFile
+    from antiphon.export.pipeline import export_model
 
-    path, _, graph = export_checkpoint(ckpt, out)
-    update_metadata(path, verification=verify(graph, ModelFile.open(path)).to_dict())
-    return path, graph
+    done = export_model(ckpt, out)
+    return done.path, done.graph

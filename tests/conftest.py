@@ -77,8 +77,8 @@ def expressive(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-initialised, tiny transformer saved as a real checkpoint."""
     torch = pytest.importorskip("torch")
+    from antiphon.models.midi.tokenizer import Tokenizer
     from antiphon.models.registry import family
-    from antiphon.models.tokenizer import Tokenizer
     from tests.checkpoints import save_checkpoint
 
     tok = Tokenizer.create()

@@ -8,12 +8,12 @@ import pytest
 pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
+from antiphon.contract import ModelInfo  # noqa: E402
 from antiphon.errors import UserError  # noqa: E402
 from antiphon.export.graphs import graph_for  # noqa: E402
-from antiphon.export.metadata import ModelInfo  # noqa: E402
 from antiphon.export.verify import ATOL, CASES, ParityError, verify  # noqa: E402
 from antiphon.live.session import ModelFile  # noqa: E402
-from antiphon.models.tokenizer import Tokenizer  # noqa: E402
+from antiphon.models.midi.tokenizer import Tokenizer  # noqa: E402
 from antiphon.models.train import load_checkpoint, model_from_checkpoint  # noqa: E402
 
 
@@ -97,7 +97,7 @@ def test_foreign_and_garbage_onnx_files_are_rejected(tmp_path) -> None:
 
 
 def test_metadata_contract_round_trips_and_rejects_other_versions() -> None:
-    from antiphon.export.metadata import Signature, StatePair
+    from antiphon.contract import Signature, StatePair
 
     info = ModelInfo(
         family="transformer",

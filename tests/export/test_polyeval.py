@@ -17,8 +17,8 @@ from antiphon.export.polyeval import evaluate_polyphonic  # noqa: E402
 from antiphon.export.verify import ParityError, verify  # noqa: E402
 from antiphon.live.session import ModelFile  # noqa: E402
 from antiphon.models.frames_train import rolls_nll  # noqa: E402
-from antiphon.models.notes import Grid  # noqa: E402
-from antiphon.models.polyphonic import benchmark_split, from_roll  # noqa: E402
+from antiphon.models.midi.notes import Grid  # noqa: E402
+from antiphon.models.midi.polyphonic import benchmark_split, from_roll  # noqa: E402
 from antiphon.models.registry import family  # noqa: E402
 from tests.checkpoints import export_verified, save_checkpoint  # noqa: E402
 

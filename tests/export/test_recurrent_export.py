@@ -13,8 +13,8 @@ pytest.importorskip("onnx")
 
 from antiphon.export.verify import ATOL, verify  # noqa: E402
 from antiphon.live.session import ModelFile  # noqa: E402
+from antiphon.models.midi.tokenizer import Tokenizer  # noqa: E402
 from antiphon.models.registry import family  # noqa: E402
-from antiphon.models.tokenizer import Tokenizer  # noqa: E402
 from tests.checkpoints import export_verified, save_checkpoint  # noqa: E402
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from antiphon.live.context import StreamingContext
-from antiphon.models.notes import read_midi_events
-from antiphon.models.tokenizer import Tokenizer
+from antiphon.models.midi.notes import read_midi_events
+from antiphon.models.midi.tokenizer import Tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_streaming_equals_offline_on_the_shared_benchmark_pieces(tokenizer, tmp_
 
 
 def test_decoded_tokens_give_back_the_notes(tokenizer, expressive) -> None:
-    from antiphon.models.notes import read_performance
+    from antiphon.models.midi.notes import read_performance
 
     tokens = tokenizer.encode_file(expressive)
     dec = tokenizer.codec().decoder()

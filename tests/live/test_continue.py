@@ -13,8 +13,8 @@ import pytest
 
 from antiphon.live.continuation import ContinueOptions, continue_file
 from antiphon.live.sampling import Sampling
-from antiphon.models.notes import Grid, read_performance
-from antiphon.models.tokenizer import Tokenizer
+from antiphon.models.midi.notes import Grid, read_performance
+from antiphon.models.midi.tokenizer import Tokenizer
 
 
 def note_ons(track: mido.MidiTrack) -> int:

@@ -12,7 +12,8 @@ from antiphon.live.engine import open_voice
 from antiphon.live.frames_voice import FrameVoice
 from antiphon.live.sampling import Sampler, Sampling
 from antiphon.live.session import ModelFile
-from antiphon.models.polyphonic import file_roll, file_ticks
+from antiphon.models.midi.notes import file_ticks
+from antiphon.models.midi.polyphonic import file_roll
 from tests.export.test_polyeval import export_tiny
 
 

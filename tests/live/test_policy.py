@@ -1,16 +1,21 @@
+"""The phrase rule (live/policy.py) with a fake clock: times are plain numbers."""
+
 from __future__ import annotations
 
-from antiphon.live.policy import PhrasePolicy, PolicyConfig
+import pytest
+
+from antiphon.live.material import release_time
+from antiphon.live.policy import CHORD_WINDOW, PhrasePolicy, PolicyConfig
 
 
 def test_a_phrase_ends_after_the_silence_and_the_answer_matches_its_length() -> None:
     p = PhrasePolicy(PolicyConfig(silence=0.5, min_response=2, max_response=12))
     assert p.phrase_end() is None
-    p.on_note_on(10.0)
-    p.on_note_on(10.5)
-    p.on_release(11.0, holding=True)  # one key still down
-    assert p.phrase_end() is None
-    p.on_release(14.0, holding=False)
+    p.on_note_on(10.0, 0, 60)
+    p.on_note_on(10.05, 0, 64)  # a chord
+    p.on_note_off(11.0, 0, 60)
+    assert p.phrase_end() is None  # one key still down
+    p.on_note_off(14.0, 0, 64)
     assert p.phrase_end() == 14.5
     assert p.response_seconds(14.5) == 4.0  # the call lasted 10.0 -> 14.0
 
@@ -18,22 +23,94 @@ def test_a_phrase_ends_after_the_silence_and_the_answer_matches_its_length() -> 
 def test_the_answer_is_clamped() -> None:
     p = PhrasePolicy(PolicyConfig(silence=0.5, min_response=2, max_response=3))
     p.on_note_on(0.0)
-    p.on_release(0.1, holding=False)
+    p.on_note_off(0.1)
     assert p.response_seconds(0.6) == 2
     p.on_note_on(1.0)  # after the phrase ended: a new phrase starts here
     assert p.phrase_start == 1.0
-    p.on_release(20.0, holding=False)
+    p.on_note_off(20.0)
     assert p.response_seconds(20.5) == 3
 
 
-def test_playing_on_or_holding_the_pedal_keeps_the_phrase_open() -> None:
+def test_playing_on_or_a_pedal_pressed_after_the_last_chord_keeps_the_phrase_open() -> None:
     p = PhrasePolicy(PolicyConfig(silence=0.5))
-    p.on_note_on(0.0)
-    p.on_release(1.0, holding=False)
-    p.on_note_on(1.2)  # within the silence: same phrase
+    p.on_note_on(0.0, 0, 60)
+    p.on_note_off(1.0, 0, 60)
+    p.on_note_on(1.2, 0, 62)  # within the silence: same phrase
     assert p.phrase_start == 0.0 and p.phrase_end() is None
-    p.on_release(2.0, holding=False)
-    p.on_hold(2.1)  # pedal down
+    p.on_pedal(1.9, 0, True)  # syncopated pedalling: down after the chord was struck
+    p.on_note_off(2.0, 0, 62)
     assert p.phrase_end() is None
-    p.on_release(3.0, holding=False)
+    p.on_pedal(3.0, 0, False)
     assert p.phrase_end() == 3.5
+
+
+def test_a_rolled_chord_held_with_keys_released_in_any_order_stays_open() -> None:
+    p = PhrasePolicy(PolicyConfig(silence=0.5))
+    for k, pitch in enumerate((48, 52, 55, 60)):
+        p.on_note_on(k * 0.06, 0, pitch)  # rolled over 0.18 s
+    p.on_note_off(1.0, 0, 60)  # the last struck goes up first
+    assert p.phrase_end() is None
+    p.on_note_off(1.1, 0, 48)
+    p.on_note_off(1.2, 0, 55)
+    assert p.phrase_end() is None
+    p.on_note_off(1.3, 0, 52)
+    assert p.phrase_end() == 1.8
+
+
+def test_what_was_played_over_no_longer_holds_the_phrase_open() -> None:
+    """A key whose note-off was lost, a pedal that never came up, a held pedal point:
+    once the player has played other notes over it, the phrase ends when they stop."""
+    p = PhrasePolicy(PolicyConfig(silence=0.4))
+    p.on_note_on(0.0, 0, 40)  # never released (its note-off lost on the way)
+    p.on_pedal(0.1, 1, True)  # never released either
+    assert p.phrase_end() is None
+    for k, pitch in enumerate((60, 62, 64)):
+        p.on_note_on(1.0 + k * 0.3, 0, pitch)
+        p.on_note_off(1.2 + k * 0.3, 0, pitch)
+    assert p.holding is False
+    assert p.phrase_end() == pytest.approx(2.2)
+    p.on_note_off(2.0, 0, 40)  # when the lost key finally comes up, it moves nothing
+    p.on_pedal(2.1, 1, False)
+    assert p.phrase_end() == pytest.approx(2.2)
+
+
+def test_a_stray_release_or_an_all_notes_off_does_what_it_should() -> None:
+    p = PhrasePolicy(PolicyConfig(silence=0.5))
+    p.on_note_on(0.0, 0, 60)
+    p.on_note_off(0.5, 0, 60)
+    p.on_note_off(0.7, 0, 61)  # a note-off whose note-on never came: moves nothing
+    assert p.phrase_end() == 1.0
+    p.on_note_on(2.0, 3, 50)
+    p.on_note_on(2.0, 3, 55)
+    p.on_all_notes_off(2.4, 3)  # a DAW's panic releases the channel's keys
+    assert p.phrase_end() == 2.9
+
+
+def test_keys_that_never_come_up_are_released_after_the_hold_limit() -> None:
+    p = PhrasePolicy(PolicyConfig(silence=0.5, hold_limit=8.0))
+    p.on_note_on(0.0, 0, 60)  # the only note of its phrase, its note-off lost
+    assert p.expire(7.9) == []
+    gone = p.expire(8.0)
+    assert gone == [(("key", 0, 60), 8.0)]
+    assert p.phrase_end() == 8.0  # the phrase is over now, not a silence later
+    assert p.expire(20.0) == []  # released once
+
+
+def test_the_benchmark_material_agrees_with_the_policy() -> None:
+    """live/material.py computes each phrase's end on its own; the policy must agree."""
+    from antiphon.live.material import Material
+
+    for step in Material(7, disturb=0.0).steps(300):
+        p = PhrasePolicy(PolicyConfig(silence=0.0))
+        for t, m in sorted(step.phrase.events, key=lambda e: e[0]):
+            kind, ch = m[0] & 0xF0, m[0] & 0x0F
+            if kind == 0x90 and m[2] > 0:
+                p.on_note_on(t, ch, m[1])
+            elif kind in (0x80, 0x90):
+                p.on_note_off(t, ch, m[1])
+            elif kind == 0xB0 and m[1] == 64:
+                p.on_pedal(t, ch, m[2] >= 64)
+        assert p.phrase_end() == step.phrase.release == release_time(step.phrase.events), (
+            step.phrase.kind
+        )
+    assert CHORD_WINDOW > 0.12  # the material's rolled chords span up to 0.12 s

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from antiphon.export.metadata import Signature, StatePair
+from antiphon.contract import Signature, StatePair
 from antiphon.live.stepper import TokenStepper, greedy
 
 V = 1000

@@ -142,7 +142,7 @@ def test_bars_of_restarts_bars_at_a_change_inside_a_bar() -> None:
 def test_drums_are_not_pitched_notes(tmp_path: Path) -> None:
     path = tmp_path / "drums.mid"
     write_midi(path, [(0, 1, 36)], channel=9)
-    from antiphon.models.notes import MidiFileError
+    from antiphon.models.midi.notes import MidiFileError
 
     with pytest.raises(MidiFileError):
         measure_file(path)

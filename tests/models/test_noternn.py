@@ -16,8 +16,8 @@ from antiphon.live.engine import open_voice  # noqa: E402
 from antiphon.live.notes_voice import MAX_CHORD, NoteVoice  # noqa: E402
 from antiphon.live.sampling import Sampler, Sampling  # noqa: E402
 from antiphon.live.session import ModelFile  # noqa: E402
+from antiphon.models.midi.notes import Note, Performance  # noqa: E402
 from antiphon.models.noternn import NoteRNN, NoteRNNConfig, pressure_mse  # noqa: E402
-from antiphon.models.notes import Note, Performance  # noqa: E402
 from antiphon.models.notes_train import NOTE_GRID, NoteWindows, performance_notes  # noqa: E402
 from tests.checkpoints import export_verified, save_checkpoint  # noqa: E402
 

@@ -10,15 +10,15 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from antiphon.models.notes import Grid, Note, TickEvents  # noqa: E402
-from antiphon.models.pianoroll import PianoRollConfig  # noqa: E402
-from antiphon.models.polyphonic import (  # noqa: E402
+from antiphon.models.midi.notes import Grid, Note, TickEvents  # noqa: E402
+from antiphon.models.midi.polyphonic import (  # noqa: E402
     FrameCursor,
     file_roll,
     frames_to_roll,
     from_roll,
     to_roll,
 )
+from antiphon.models.pianoroll import PianoRollConfig  # noqa: E402
 from antiphon.models.registry import family  # noqa: E402
 
 
@@ -138,7 +138,7 @@ def test_benchmark_pieces_round_trip() -> None:
 
 def test_file_frames_equal_streamed_frames(chorale) -> None:
     """A file read for training and the same ticks heard one by one make the same frames."""
-    from antiphon.models.polyphonic import file_ticks
+    from antiphon.models.midi.notes import file_ticks
 
     grid = Grid(8)
     roll = file_roll(chorale, grid, 2)

@@ -91,8 +91,8 @@ def test_teacher_forced_loss_decreases_on_a_tiny_batch() -> None:
 @pytest.fixture(scope="module")
 def seq2seq_onnx(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(checkpoint, exported and verified .onnx) of a tiny random-initialised model."""
+    from antiphon.models.midi.tokenizer import Tokenizer
     from antiphon.models.registry import family
-    from antiphon.models.tokenizer import Tokenizer
 
     tok = Tokenizer.create()
     torch.manual_seed(0)

@@ -3,7 +3,7 @@
 MIDILike is the default because the daemon can extend it one incoming event at a time; REMI
 and TSD are selectable for offline work. Every checkpoint and ONNX file carries
 ``Tokenizer.to_params()``; ``Tokenizer.from_params`` rebuilds the identical tokenizer.
-Files reach miditok through ``models.notes`` (merged, quantized, one voice), so the live
+Files reach miditok through ``notes`` (merged, quantized, one voice), so the live
 context and this offline path see the same notes.
 """
 
@@ -17,8 +17,8 @@ from types import ModuleType
 from typing import Any
 
 from antiphon.errors import UserError
-from antiphon.models.codec import MidiLikeCodec
-from antiphon.models.notes import Grid, Note, Pedal, Performance, read_performance
+from antiphon.models.midi.codec import MidiLikeCodec
+from antiphon.models.midi.notes import Grid, Note, Pedal, Performance, read_performance
 
 KINDS = {"midilike": "MIDILike", "remi": "REMI", "tsd": "TSD"}
 PIANO = (21, 108)

@@ -375,6 +375,18 @@ def raw_event_from_message(msg: object, beat: float, source: Hashable) -> RawEve
     return None
 
 
+def file_ticks(path: str | Path, grid: Grid) -> list[TickEvents]:
+    """The closed ticks of a MIDI file, as the live context hears them."""
+    events = read_midi_events(path)
+    stream = NoteStream(grid)
+    ticks: list[TickEvents] = []
+    for ev in events:
+        ticks.extend(stream.advance(ev.beat))
+        stream.feed(ev)
+    ticks.extend(stream.finish(events[-1].beat if events else 0.0))
+    return ticks
+
+
 def read_performance(path: str | Path, grid: Grid) -> Performance:
     """The canonical performance of a MIDI file; a file with no notes is an error."""
     perf = canonicalize(read_midi_events(path), grid)

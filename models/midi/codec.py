@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from antiphon.errors import UserError
-from antiphon.models.notes import Grid, TickEvents
+from antiphon.models.midi.notes import Grid, TickEvents
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from antiphon.errors import UserError
-from antiphon.models.notes import read_performance
-from antiphon.models.tokenizer import Tokenizer
+from antiphon.models.midi.notes import read_performance
+from antiphon.models.midi.tokenizer import Tokenizer
 
 
 @pytest.mark.parametrize("kind", ["midilike", "remi", "tsd"])

@@ -4,7 +4,7 @@ Two sources of the same thing, a piece as a binary roll ``(T, 88)`` (key 0 = A0 
 
 - the benchmark JSON format of ``shared/data/polyphonic`` (``{"train": [...], "valid": [...]}``,
   a piece a list of frames, a frame the sorted MIDI pitches sounding in it), any split name;
-- MIDI files or live input, read by ``models.notes`` onto the model's grid and cut into frames
+- MIDI files or live input, read by ``notes`` onto the model's grid and cut into frames
   of ``frame_ticks`` ticks by ``FrameCursor`` — the very same code the live voice runs, so a
   file played into the daemon becomes exactly the frames it was trained on.
 
@@ -25,11 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from antiphon.errors import UserError
-from antiphon.models.notes import Grid, MidiFileError, NoteStream, TickEvents, read_midi_events
+from antiphon.models.midi.notes import Grid, TickEvents, file_ticks
 
 PITCH_LO = 21
 N_KEYS = 88
-PREFIX = "polyphonic:"  # --data polyphonic:FILE trains on a benchmark file's train split
 
 
 # -- the benchmark format --------------------------------------------------------------------
@@ -146,78 +145,8 @@ def frames_to_roll(frames: list[frozenset[int]], n_keys: int = N_KEYS) -> np.nda
     return roll
 
 
-def file_ticks(path: str | Path, grid: Grid) -> list[TickEvents]:
-    """The closed ticks of a MIDI file, as the live context hears them."""
-    events = read_midi_events(path)
-    stream = NoteStream(grid)
-    ticks: list[TickEvents] = []
-    for ev in events:
-        ticks.extend(stream.advance(ev.beat))
-        stream.feed(ev)
-    ticks.extend(stream.finish(events[-1].beat if events else 0.0))
-    return ticks
-
-
 def file_roll(
     path: str | Path, grid: Grid, frame_ticks: int, pitch_lo: int = PITCH_LO, n_keys: int = N_KEYS
 ) -> np.ndarray:
     cursor, frames = FrameCursor(frame_ticks, pitch_lo, n_keys).hear(file_ticks(path, grid))
     return frames_to_roll(frames + cursor.finish(), n_keys)
-
-
-# -- training data -------------------------------------------------------------------------------
-@dataclass
-class Rolls:
-    """Train and valid pieces of one source, and where they came from."""
-
-    train: list[np.ndarray]
-    valid: list[np.ndarray]
-    summary: dict
-
-
-def load_rolls(
-    data: str,
-    grid: Grid,
-    frame_ticks: int,
-    *,
-    pitch_lo: int = PITCH_LO,
-    n_keys: int = N_KEYS,
-    progress: bool = False,
-    only: tuple[str, ...] = ("train", "valid"),
-) -> Rolls:
-    """``polyphonic:FILE`` (its train and valid splits) or a corpus (``models.corpus``)
-    read onto ``grid`` and cut into frames; a split not in ``only`` is left empty."""
-    if data.startswith(PREFIX):
-        path = data[len(PREFIX) :]
-        train, valid = (
-            benchmark_split(path, s, pitch_lo, n_keys) if s in only else []
-            for s in ("train", "valid")
-        )
-        return Rolls(train, valid, _summary(f"{PREFIX}{Path(path).name}", train, valid, 0))
-    from antiphon.models.corpus import resolve_corpus
-    from antiphon.models.dataset import cache_root
-
-    corpus = resolve_corpus(data, cache_dir=cache_root(), progress=progress)
-    failed = 0
-    splits: dict[str, list[np.ndarray]] = {}
-    for split in ("train", "valid"):
-        rolls = []
-        for path in corpus.split(split) if split in only else ():
-            try:
-                roll = file_roll(path, grid, frame_ticks, pitch_lo, n_keys)
-            except MidiFileError:
-                failed += 1
-                continue
-            if len(roll):
-                rolls.append(roll)
-        splits[split] = rolls
-    return Rolls(splits["train"], splits["valid"], _summary(corpus.name, *splits.values(), failed))
-
-
-def _summary(name: str, train: list[np.ndarray], valid: list[np.ndarray], failed: int) -> dict:
-    return {
-        "name": name,
-        "pieces": {"train": len(train), "valid": len(valid)},
-        "frames": {"train": sum(map(len, train)), "valid": sum(map(len, valid))},
-        "failed": failed,
-    }

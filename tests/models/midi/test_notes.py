@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from antiphon.models.notes import (
+from antiphon.models.midi.notes import (
     Grid,
     MidiFileError,
     NoteStream,

@@ -1,7 +1,8 @@
 """The ``antiphon`` command: argument parsing and printing over library functions.
 
-Commands that need torch (train, export, bench) import it inside their handlers, so the
-daemon and ``continue`` start without it. A ``UserError`` prints as one line and exits 2.
+Each command turns its arguments into one library call and prints what comes back. The
+library is imported inside the handlers, so the daemon and ``continue`` start without torch.
+A ``UserError`` prints as one line and exits 2.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from pathlib import Path
 from antiphon import __version__
 from antiphon.atomic import write_text
 from antiphon.errors import UserError
-from antiphon.live.harness import PERIOD_FRAMES
 
 
 def _add_sampling(p: argparse.ArgumentParser) -> None:
@@ -58,18 +58,29 @@ def _sampling(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return Sampling(args.temperature, args.top_p, args.seed).validate()
 
 
-# -- commands ------------------------------------------------------------------------------
-def cmd_train(args: argparse.Namespace) -> int:
-    from antiphon.models.train import TrainConfig, train
-
+def _overrides(items: list[str] | None) -> dict:
+    """``--set KEY=VALUE``: numbers and booleans as JSON, anything else as a string."""
     overrides = {}
-    for item in args.set or []:
+    for item in items or []:
         key, _, value = item.partition("=")
         if not value:
             raise UserError(f"--set expects KEY=VALUE, got {item!r}")
         overrides[key] = (
             json.loads(value) if value[0].isdigit() or value in ("true", "false") else value
         )
+    return overrides
+
+
+def _write_json(path: str | None, data: dict) -> None:
+    """``--json FILE``: the command's results, also as JSON."""
+    if path:
+        write_text(path, json.dumps(data, indent=2), what="JSON results")
+
+
+# -- commands ------------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    from antiphon.models.train import TrainConfig, train
+
     cfg = TrainConfig(
         arch=args.arch,
         data=args.data,
@@ -87,7 +98,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         eval_pieces=args.eval_pieces,
         seed=args.seed,
         threads=args.threads,
-        model=overrides,
+        model=_overrides(args.set),
     )
     result = train(cfg, resume=args.resume, log=print)
     print(json.dumps(result, indent=2))
@@ -95,40 +106,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from antiphon.export.onnx_export import export_checkpoint, update_metadata
-    from antiphon.export.verify import verify
-    from antiphon.live.session import ModelFile
+    from antiphon.export.pipeline import export_model
 
-    path, ckpt, graph = export_checkpoint(args.checkpoint, args.output)
-    print(f"exported {args.checkpoint} -> {path} ({path.stat().st_size / 1e6:.1f} MB)")
-    mf = ModelFile.open(path)
-    report = verify(graph, mf)
-    for case in report.cases:
-        seq, cache, diff = case["seq"], case["cache"], case["max_abs_diff"]
-        print(f"  parity seq={seq:>3} cache={cache:>3}: max |diff| {diff:.2e}")
-    print(
-        f"verified: max abs diff {report.max_abs_diff:.2e} (tolerance {report.tolerance:g}); "
-        f"{report.greedy_tokens} greedy steps ({mf.info.representation}) identical in torch and "
-        "onnxruntime"
-    )
-    update_metadata(path, verification=report.to_dict())
-    if args.int8:
-        _export_int8(path, ckpt, graph, Path(args.output))
+    export_model(args.checkpoint, args.output, int8=args.int8, log=print)
     return 0
-
-
-def _export_int8(fp32: Path, ckpt: dict, graph: object, out: Path) -> None:
-    from antiphon.export.quantize import int8_copy
-
-    int8_path, r = int8_copy(fp32, graph, ckpt, out.with_name(out.stem + ".int8" + out.suffix))
-    free = "greedy agreement" if r.unit == "token" else "greedy frames identical"
-    forced = "top-1" if r.unit == "token" else "per-key"
-    print(
-        f"int8 -> {int8_path} ({r.int8_bytes / 1e6:.1f} MB, fp32 {r.fp32_bytes / 1e6:.1f} MB): "
-        f"{free} {r.greedy_agreement:.0%}, teacher-forced {forced} agreement "
-        f"{r.teacher_forced_agreement:.1%}, NLL/{r.unit} {r.nll_fp32:.4f} -> "
-        f"{r.nll_int8:.4f} ({r.nll_change:+.4f}) on {r.eval_tokens} {r.eval_source}"
-    )
 
 
 def cmd_continue(args: argparse.Namespace) -> int:
@@ -154,49 +135,41 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from antiphon.live.livebench import format_live, run_live_bench
 
         live = run_live_bench(
-            args.model, phrases=args.phrases, period=args.jack_period, realtime=args.jack_realtime
+            args.model,
+            phrases=args.phrases,
+            period=args.jack_period,
+            realtime=args.jack_realtime,
+            load=args.load,
+            soak_minutes=args.soak,
+            seed=args.seed,
+            disturb=args.disturb,
+            silence_ms=args.silence_ms,
         )
         print(format_live(live))
-        if args.json:
-            write_text(args.json, json.dumps(live.to_dict(), indent=2), what="JSON results")
+        _write_json(args.json, live.to_dict())
         return 0
     from antiphon.export.bench import bench, format_table
 
     result = bench(args.model, context=args.context, steps=args.steps, threads=args.threads)
     print(format_table(result))
-    if args.json:
-        write_text(args.json, json.dumps(result.to_dict(), indent=2), what="JSON results")
+    _write_json(args.json, result.to_dict())
     return 0
 
 
 def cmd_ports(args: argparse.Namespace) -> int:
-    from antiphon.live.ports import backend_status, list_ports
+    from antiphon.live.ports import port_listing
 
-    status = backend_status()
-    found = list_ports(args.backend)
-    for backend, reason in status.items():
-        if args.backend and backend != args.backend:
-            continue
-        if backend not in found:
-            print(f"{backend}: unavailable ({reason or 'cannot list ports'})")
-            continue
-        ports = found[backend]
-        print(f"{backend}:")
-        print("  inputs (antiphon can listen to, --input):")
-        for name in ports["inputs"] or ["(none)"]:
-            print(f"    {name}")
-        print("  outputs (antiphon can play into, --output):")
-        for name in ports["outputs"] or ["(none)"]:
-            print(f"    {name}")
+    for line in port_listing(args.backend):
+        print(line)
     return 0
 
 
 def cmd_live(args: argparse.Namespace) -> int:
     import logging
-    import signal
 
-    from antiphon.live.daemon import Daemon, DaemonConfig, parse_cc_map
+    from antiphon.live.daemon import DaemonConfig, parse_cc_map
     from antiphon.live.policy import PolicyConfig
+    from antiphon.live.serve import serve
 
     logging.basicConfig(level=logging.WARNING, format="antiphon: %(message)s")
     config = DaemonConfig(
@@ -223,21 +196,7 @@ def cmd_live(args: argparse.Namespace) -> int:
         stats=args.stats,
         realtime=args.realtime,
     )
-    daemon = Daemon(config)
-    stop = daemon.stop_event
-
-    def on_signal(signum: int, frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    try:
-        daemon.start()
-        print(daemon.ready_line, flush=True)
-        daemon.run()
-    finally:
-        daemon.shutdown()
-    return 0
+    return serve(config, ready=lambda line: print(line, flush=True))
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -273,8 +232,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UserError(
             "antiphon eval needs --polyphonic, --generated/--reference, --report or --model"
         )
-    if args.json:
-        write_text(args.json, json.dumps(result, indent=2), what="JSON results")
+    _write_json(args.json, result)
     return 0
 
 
@@ -286,8 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"antiphon {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train a model family on a MIDI corpus")
+    from antiphon.live.harness import PERIOD_FRAMES
     from antiphon.models.registry import FAMILIES
+
+    p = sub.add_parser("train", help="train a model family on a MIDI corpus")
 
     p.add_argument(
         "--arch",
@@ -403,7 +363,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--live", action="store_true", help="measure the daemon over JACK instead")
-    p.add_argument("--phrases", type=int, default=50, help="--live: phrases to play")
+    p.add_argument("--phrases", type=int, default=200, help="--live: phrases to play")
+    p.add_argument(
+        "--load", type=int, default=0, help="--live: CPU-bound processes beside the daemon"
+    )
+    p.add_argument(
+        "--soak", type=float, default=None, metavar="MINUTES", help="--live: play this long"
+    )
+    p.add_argument("--seed", type=int, default=0, help="--live: seed of the material")
+    p.add_argument(
+        "--disturb",
+        type=float,
+        default=0.15,
+        help="--live: share of phrases after garbage, a flood, a lost note-off ... (0-1)",
+    )
+    p.add_argument("--silence-ms", type=float, default=400, help="--live: the daemon's silence")
     p.add_argument(
         "--jack-period",
         type=int,
