@@ -59,7 +59,7 @@ class WriteError(UserError):
     """A file could not be written; the previous one, if any, is unchanged."""
 
     def __init__(self, path: Path, exc: OSError, what: str = "file") -> None:
-        self.path, self.errno = path, exc.errno
+        self.path, self.errno, self.oserror = path, exc.errno, exc
         reason = exc.strerror or str(exc) or type(exc).__name__
         hint = _HINTS.get(exc.errno or 0)
         kept = "the previous file is unchanged" if path.is_file() else "nothing was written"
@@ -112,6 +112,12 @@ def atomic_path(
         _fsync_dir(target.parent)
     except OSError as exc:
         raise WriteError(target, exc, what) from None
+    except WriteError as exc:
+        if tmp is None or exc.path != tmp:
+            raise
+        # An atomic write of the temporary file itself (a writer that rewrites what it
+        # wrote, as export does with its metadata): the user's file is the one to name.
+        raise WriteError(target, exc.oserror, what) from None
     finally:
         if tmp is not None:
             with contextlib.suppress(OSError):
