@@ -29,7 +29,13 @@ from antiphon.live.engine import PlanStep, Voice
 from antiphon.live.policy import MODES, PolicyConfig
 from antiphon.live.sampling import Sampler
 from antiphon.live.scheduler import Scheduler
-from antiphon.live.shaping import NoteEvent, Shaping, notes_to_events, shape
+from antiphon.live.shaping import (
+    MIN_NOTE_SECONDS,
+    NoteEvent,
+    Shaping,
+    notes_to_events,
+    shape,
+)
 from antiphon.live.timeline import Timeline
 from antiphon.models.midi.codec import Decoded
 from antiphon.models.midi.notes import TickEvents
@@ -78,15 +84,31 @@ class ResponseStats:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass
+class _Open:
+    """A note whose note-off is not decoded yet."""
+
+    start: float  # seconds from the answer's start, before tempo scaling
+    velocity: int
+    placed: NoteEvent | None = None  # scheduled already, with a provisional end
+    cut: bool = False  # ended early by a re-strike of its pitch; its note-off is moot
+
+
 class Playback:
-    """Turns decoded events of one answer into shaped notes, in seconds from its start."""
+    """Turns decoded events of one answer into shaped notes, in seconds from its start.
+
+    A note is scheduled once its note-off is decoded — or, if it falls due first (a long
+    note, and generation running behind), as soon as it is due, with a provisional end at
+    the answer's end that its real note-off then moves (``notes`` returns that move). So a
+    long first note never delays an answer: it sounds on time, and the ledger still ends
+    it."""
 
     def __init__(
         self, start_tick: int, start_time: float, timeline: Timeline, tpq: int, shaping: Shaping
     ) -> None:
         self.start_tick, self.start_time = start_tick, start_time
         self.timeline, self.tpq, self.shaping = timeline, tpq, shaping
-        self.open: dict[int, list[tuple[float, int]]] = {}  # pitch -> (start, velocity)
+        self.open: dict[int, list[_Open]] = {}  # pitch -> notes not yet ended
         self.placed: list[NoteEvent] = []  # recent notes, for the polyphony cap
         self.count = 0
 
@@ -100,15 +122,60 @@ class Playback:
         base = self.timeline.time_of_beat(self.start_tick / self.tpq)
         return self.timeline.time_of_beat(tick / self.tpq) - base
 
-    def notes(self, events: list[Decoded]) -> list[NoteEvent]:
+    def notes(
+        self, events: list[Decoded]
+    ) -> tuple[list[NoteEvent], list[tuple[NoteEvent, NoteEvent]]]:
+        """New shaped notes to schedule, and (provisional, real) pairs of notes scheduled
+        early whose note-off is now known."""
         done: list[NoteEvent] = []
+        moved: list[tuple[NoteEvent, NoteEvent]] = []
         for e in events:
             if e.kind == "on":
-                self.open.setdefault(e.pitch, []).append((self.offset(e.tick), e.velocity))
+                t = self.offset(e.tick)
+                for o in self.open.get(e.pitch, []):
+                    if o.placed is not None and not o.cut:
+                        # a re-strike ends the one already sounding, as ``shape`` does
+                        o.cut = True
+                        moved.append(self._end(o, t))
+                self.open.setdefault(e.pitch, []).append(_Open(t, e.velocity))
             elif e.kind == "off" and self.open.get(e.pitch):
-                start, vel = self.open[e.pitch].pop(0)
-                done.append(NoteEvent(start, max(self.offset(e.tick), start), e.pitch, vel))
-        return self._shape(done)
+                o = self.open[e.pitch].pop(0)
+                end = max(self.offset(e.tick), o.start)
+                if o.placed is None:
+                    done.append(NoteEvent(o.start, end, e.pitch, o.velocity))
+                elif not o.cut:
+                    moved.append(self._end(o, end))
+        return self._shape(done), moved
+
+    def due(self, now: float, until: float) -> list[NoteEvent]:
+        """Notes still open that fall due by ``now`` (seconds from the answer's start),
+        shaped with a provisional end at ``until``; they count as placed."""
+        scale = self.shaping.tempo_scale
+        out = []
+        for pitch, opens in self.open.items():
+            for o in opens:
+                if o.placed is None and o.start / scale <= now:
+                    shaped = self._shape(
+                        [NoteEvent(o.start, max(until, o.start), pitch, o.velocity)]
+                    )
+                    o.placed = shaped[0] if shaped else _DROPPED
+                    out += shaped
+        return out
+
+    def _end(self, o: _Open, end: float) -> tuple[NoteEvent, NoteEvent]:
+        assert o.placed is not None
+        old = o.placed
+        if old is _DROPPED:
+            return old, old
+        real = shape(
+            [NoteEvent(o.start, end, 0, o.velocity)],
+            replace(
+                self.shaping, polyphony=None, max_notes=None, transpose=0, lowest=0, highest=127
+            ),
+        )[0]
+        new = replace(old, end=min(old.end, real.end))
+        self.placed = [new if p is old else p for p in self.placed]
+        return old, new
 
     def _busiest(self, n: NoteEvent) -> int:
         """Most placed notes sounding at once during ``n``."""
@@ -135,6 +202,10 @@ class Playback:
         if len(self.placed) > 256:  # only overlaps with recent notes matter
             self.placed = self.placed[-128:]
         return out
+
+
+_DROPPED = NoteEvent(0.0, 0.0, -1, 0)  # an early note the shaping dropped (polyphony, count)
+LOOKAHEAD = 0.02  # seconds: an open note is scheduled this long before it falls due
 
 
 class Performer:
@@ -297,6 +368,28 @@ class Performer:
         )
         return True
 
+    def _retime(
+        self,
+        moved: list[tuple[NoteEvent, NoteEvent]],
+        start_time: float,
+        epoch: int,
+        stats: ResponseStats,
+    ) -> None:
+        """Notes scheduled before their note-off was known: their note-off moves to the
+        real end."""
+        with self.play_lock:
+            if epoch != self.epoch:
+                return
+            for old, new in moved:
+                if new.end < old.end and old.pitch >= 0:
+                    off = (0x80 | self.channel, old.pitch, 0)
+                    self.scheduler.retime(
+                        stats.answer,
+                        off,
+                        start_time + old.end,
+                        start_time + max(new.end, new.start + MIN_NOTE_SECONDS),
+                    )
+
     def _steps(self, cue: Cue, start_tick: int, until_tick: int) -> Iterator[PlanStep]:
         if self.seed is not None:  # a fixed seed answers the same call the same way
             self.sampler.reseed(self.seed + self.responses)
@@ -335,9 +428,12 @@ class Performer:
                 # keep their note-offs.
                 self.scheduler.cancel(after=start_time)
         try:
+            until = play.offset(start_tick + length)
             for step in self._steps(cue, start_tick, start_tick + length):
                 stats.tokens += step.tokens
-                notes = play.notes(step.events)
+                notes, moved = play.notes(step.events)
+                notes += play.due(self.now() - start_time + LOOKAHEAD, until)
+                self._retime(moved, start_time, epoch, stats)
                 if not self._schedule(notes, start_time, epoch, stats) or not self._drain():
                     stats.cut, stats.cut_at = True, self.last_interrupt
                     break

@@ -191,6 +191,18 @@ class Scheduler:
             self._cond.notify_all()
             return dropped
 
+    def retime(self, tag: int, data: tuple[int, ...], old: float, new: float) -> bool:
+        """Move the pending event ``data`` of answer ``tag`` due at ``old`` to ``new`` (a
+        note scheduled before its end was known); False if it is not pending any more."""
+        with self._cond:
+            for i, (due, order, _, d, t) in enumerate(self._pending):
+                if t == tag and d == data and abs(due - old) < 1e-9:
+                    del self._pending[i]
+                    bisect.insort(self._pending, (float(new), order, next(self._seq), d, t))
+                    self._cond.notify_all()
+                    return True
+            return False
+
     def release_all(self) -> list[tuple[int, ...]]:
         """Cancel everything pending, send every owed note-off, then CC64=0 and CC123 on
         each channel used; returns what was sent. Safe from any thread; a second call

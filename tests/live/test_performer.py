@@ -134,3 +134,63 @@ def test_what_is_heard_is_batched_into_the_committed_state(trained_onnx) -> None
     perf._handle(perf._merge(perf.inbox.get()))
     assert perf.committed.model.position == before + len(tokens)
     assert perf.inbox.empty()
+
+
+class SlowVoice:
+    """A voice whose generation runs behind real time: its first note is long, and each
+    step of generation takes ``step`` seconds on the fake clock. Its note-off comes only
+    after the note has long been due."""
+
+    def __init__(self, clock: FakeClock, step: float = 0.05) -> None:
+        from antiphon.models.midi.notes import Grid
+
+        self.grid = Grid(tpq=8)
+        self.clock, self.step = clock, step
+        self.pump = lambda: None  # the scheduler's thread, on the fake clock
+
+    def empty(self) -> object:
+        return None
+
+    def observe(self, state: object, ticks: object) -> object:
+        return state
+
+    def plan(self, state, ticks, *, start_tick, until_tick, sampler, note_first=True):  # type: ignore[no-untyped-def]
+        from antiphon.live.engine import PlanStep
+        from antiphon.models.midi.codec import Decoded
+
+        yield PlanStep([Decoded(start_tick, "on", 60, 90)], start_tick)
+        for k in range(1, 12):  # a second note, then time passes, slowly generated
+            self.clock.t += self.step
+            self.pump()
+            events = [Decoded(start_tick + k, "on", 64, 80), Decoded(start_tick + k + 1, "off", 64)]
+            yield PlanStep(events if k == 2 else [], start_tick + k)
+        yield PlanStep([Decoded(start_tick + 12, "off", 60)], start_tick + 12)
+
+
+def test_a_long_first_note_sounds_on_time_while_generation_runs_behind() -> None:
+    clock = FakeClock()
+    out = MemoryOutput(now=clock)
+    sched = Scheduler(out, clock, channel=0, skip_late_notes=0.1)
+    voice = SlowVoice(clock)
+    perf = Performer(
+        voice,  # type: ignore[arg-type]
+        sched,
+        Timeline(120, origin=clock.t),
+        Sampler(Sampling(seed=1)),
+        PolicyConfig(),
+        now=clock,
+    )
+    start = clock.t + 0.01  # the phrase end: generation has 10 ms before the first note
+    voice.pump = lambda: sched.pump(clock.t)
+    perf._play(Cue(start, 1.0, [], perf.epoch))
+    play_out(sched, clock, until=start + 10)
+    pairs, hanging = note_pairs(out)
+    assert not hanging
+    first = min(pairs)
+    assert first[2] == 60
+    # on time (the scheduler sent it when due, not once its note-off had been generated
+    # 0.6 s later), and it still ends where the model ended it: 12 ticks = 0.75 s
+    assert first[0] == pytest.approx(start, abs=0.05 + 1e-9)  # the first pump after it
+    assert first[1] == pytest.approx(start + 12 / 16, abs=1e-6)
+    assert sched.skipped == 0
+    assert {p for _, _, p in pairs} == {60, 64}
