@@ -45,7 +45,7 @@ def test_kill_9_mid_session_leaves_the_recording_and_the_stats(live, tmp_path) -
     names = [next((m.name for m in t if m.type == "track_name"), "") for t in mid.tracks]
     player_track = mid.tracks[names.index("player")]
     ons = [m.note for m in player_track if m.type == "note_on" and m.velocity > 0]
-    assert ons == [p for phrase in PHRASES for p in phrase]
+    assert ons == [p for phrase in PHRASES for p in phrase], daemon.stderr_lines[-10:]
     heard_before = [r for r in player.note_ons() if r.t < t_kill - SAVE_INTERVAL - 0.5]
     antiphon_track = mid.tracks[names.index("antiphon")]
     recorded = sum(m.type == "note_on" and m.velocity > 0 for m in antiphon_track)
