@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from antiphon import __version__
+from antiphon.atomic import write_text
 from antiphon.errors import UserError
 
 
@@ -73,7 +74,7 @@ def _overrides(items: list[str] | None) -> dict:
 def _write_json(path: str | None, data: dict) -> None:
     """``--json FILE``: the command's results, also as JSON."""
     if path:
-        Path(path).write_text(json.dumps(data, indent=2))
+        write_text(path, json.dumps(data, indent=2), what="JSON results")
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -343,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clock", action="store_true", help="follow incoming MIDI clock")
     p.add_argument("--quantize", default="1/16", help="with --clock: grid for responses")
     p.add_argument("--cc-map", default=None, help="e.g. temperature=1,top_p=2,mode=80,panic=81")
-    p.add_argument("--record", default=None, help="write the session to FILE.mid on exit")
+    p.add_argument("--record", default=None, help="the session as FILE.mid, kept current")
     p.add_argument("--stats", default=None, help="append one JSON line per response to FILE")
     p.add_argument(
         "--realtime",

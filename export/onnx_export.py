@@ -10,6 +10,7 @@ from typing import Any
 import onnx
 import torch
 
+from antiphon.atomic import atomic_path
 from antiphon.contract import ModelInfo
 from antiphon.export.graphs import graph_for
 from antiphon.export.simplify import constant_reshapes
@@ -95,10 +96,8 @@ def write_with_metadata(proto: onnx.ModelProto, info: ModelInfo, out: str | Path
         entry.key, entry.value = k, v
     proto.producer_name = "antiphon"
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    onnx.save(proto, tmp)
-    tmp.replace(out)
+    with atomic_path(out, what="ONNX model") as tmp:
+        onnx.save(proto, str(tmp))
     return out
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from antiphon.atomic import atomic_path
 from antiphon.export.onnx_export import export_checkpoint, update_metadata
 from antiphon.export.quantize import QuantReport, int8_copy
 from antiphon.export.verify import Report, verify
@@ -35,23 +36,27 @@ def export_model(
     log: Callable[[str], None] = lambda line: None,
 ) -> Exported:
     """Export ``checkpoint`` to ``output``, verify it against torch and record the report in
-    its metadata; with ``int8`` also write ``OUT.int8.onnx`` beside it."""
-    path, ckpt, graph = export_checkpoint(checkpoint, output)
-    log(f"exported {checkpoint} -> {path} ({path.stat().st_size / 1e6:.1f} MB)")
-    mf = ModelFile.open(path)
-    report = verify(graph, mf)
-    for case in report.cases:
-        seq, cache, diff = case["seq"], case["cache"], case["max_abs_diff"]
-        log(f"  parity seq={seq:>3} cache={cache:>3}: max |diff| {diff:.2e}")
-    log(
-        f"verified: max abs diff {report.max_abs_diff:.2e} (tolerance {report.tolerance:g}); "
-        f"{report.greedy_tokens} greedy steps ({mf.info.representation}) identical in torch and "
-        "onnxruntime"
-    )
-    update_metadata(path, verification=report.to_dict())
+    its metadata; with ``int8`` also write ``OUT.int8.onnx`` beside it.
+
+    The file is exported and verified beside ``output`` and replaces it only then: a failed
+    export or verification leaves an earlier file there as it was."""
+    path = out = Path(output)
+    with atomic_path(out, what="ONNX model") as staged:
+        _, ckpt, graph = export_checkpoint(checkpoint, staged)
+        log(f"exported {checkpoint} -> {out} ({staged.stat().st_size / 1e6:.1f} MB)")
+        mf = ModelFile.open(staged)
+        report = verify(graph, mf)
+        for case in report.cases:
+            seq, cache, diff = case["seq"], case["cache"], case["max_abs_diff"]
+            log(f"  parity seq={seq:>3} cache={cache:>3}: max |diff| {diff:.2e}")
+        log(
+            f"verified: max abs diff {report.max_abs_diff:.2e} (tolerance {report.tolerance:g}); "
+            f"{report.greedy_tokens} greedy steps ({mf.info.representation}) identical in torch "
+            "and onnxruntime"
+        )
+        update_metadata(staged, verification=report.to_dict())
     if not int8:
         return Exported(path, graph, report)
-    out = Path(output)
     int8_path, r = int8_copy(path, graph, ckpt, out.with_name(out.stem + ".int8" + out.suffix))
     log(_int8_line(int8_path, r))
     return Exported(path, graph, report, int8_path, r)

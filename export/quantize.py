@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from antiphon.atomic import atomic_path
 from antiphon.errors import UserError
 from antiphon.live.session import ModelFile
 from antiphon.live.stepper import greedy
@@ -68,19 +69,20 @@ def int8_copy(
     why = int8_unsupported(graph, a.info.representation)
     if why:
         raise UserError(f"{fp32} is written; no int8 copy of a {a.info.family} model: {why}")
-    path = quantize_export(fp32, graph, out)
-    b = ModelFile.open(path)
-    if a.info.representation == "frames":
-        from antiphon.models.frames_train import valid_rolls_of
+    # Compared and annotated beside ``out``, then renamed: a failure leaves an earlier copy.
+    with atomic_path(out, what="int8 ONNX model") as staged:
+        b = ModelFile.open(quantize_export(fp32, graph, staged))
+        if a.info.representation == "frames":
+            from antiphon.models.frames_train import valid_rolls_of
 
-        report = compare_frames(a, b, graph, *valid_rolls_of(ckpt))
-    else:
-        from antiphon.models.train import valid_split_of
+            report = compare_frames(a, b, graph, *valid_rolls_of(ckpt))
+        else:
+            from antiphon.models.train import valid_split_of
 
-        report = compare(a, b, *valid_split_of(ckpt))
-    quantization = {"int8_dynamic": report.to_dict()}
-    update_metadata(path, provenance={**b.info.provenance, "quantization": quantization})
-    return path, report
+            report = compare(a, b, *valid_split_of(ckpt))
+        quantization = {"int8_dynamic": report.to_dict()}
+        update_metadata(staged, provenance={**b.info.provenance, "quantization": quantization})
+    return Path(out), report
 
 
 def quantize_export(fp32: str | Path, graph: Any, int8: str | Path) -> Path:
@@ -119,9 +121,10 @@ def quantize_file(fp32: str | Path, int8: str | Path) -> Path:
         onnx.save(proto, transposed)
         folded = Path(tmp) / "folded.onnx"
         quant_pre_process(str(transposed), str(folded), skip_symbolic_shape=True)
-        quantize_dynamic(
-            str(folded), str(int8), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"]
-        )
+        with atomic_path(int8, what="int8 ONNX model") as part:
+            quantize_dynamic(
+                str(folded), str(part), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"]
+            )
     return int8
 
 

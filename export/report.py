@@ -21,6 +21,7 @@ from pathlib import Path
 import mido
 import numpy as np
 
+from antiphon.atomic import write_text
 from antiphon.errors import UserError
 from antiphon.export.bench import bench
 from antiphon.live.continuation import ContinueOptions, continue_file
@@ -30,7 +31,7 @@ from antiphon.live.session import ModelFile
 from antiphon.models.corpus import resolve_corpus
 from antiphon.models.dataset import cache_root
 from antiphon.models.metrics import LONG_NOTE_BEATS
-from antiphon.models.midi.notes import Grid, MidiFileError, read_performance
+from antiphon.models.midi.notes import Grid, MidiFileError, read_performance, save_midi
 from antiphon.models.midi.tokenizer import Tokenizer
 from antiphon.models.nll import model_nll
 
@@ -98,8 +99,7 @@ def crop(src: Path, start_beat: float, end_beat: float, out: Path) -> Path:
         last = tick
     mid = mido.MidiFile(ticks_per_beat=tpb)
     mid.tracks.append(track)
-    mid.save(out)
-    return out
+    return save_midi(mid, out)
 
 
 def last_track(src: Path, out: Path) -> Path:
@@ -110,8 +110,7 @@ def last_track(src: Path, out: Path) -> Path:
         track[0] = track[0].copy(time=0)
     alone = mido.MidiFile(ticks_per_beat=mid.ticks_per_beat)
     alone.tracks.append(track)
-    alone.save(out)
-    return out
+    return save_midi(alone, out)
 
 
 def token_nll(model: ModelFile, pieces: list[Path]) -> tuple[float | None, int]:
@@ -194,9 +193,9 @@ def build_report(data: str, *, models: list[str] | None, out: Path) -> dict:
                 lengths=lengths,
             )
         )
-    out.write_text(markdown(rows, data, len(pieces)))
+    write_text(out, markdown(rows, data, len(pieces)), what="report")
     result = {"data": data, "pieces": len(pieces), "rows": [r.to_dict() for r in rows]}
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2, default=float))
+    write_text(out.with_suffix(".json"), json.dumps(result, indent=2, default=float), what="report")
     return result
 
 

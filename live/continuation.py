@@ -29,6 +29,7 @@ from antiphon.models.midi.notes import (
     event_ticks,
     midi_events,
     read_midi_file,
+    save_midi,
 )
 from antiphon.models.midi.smf import MAX_TRACKS
 
@@ -195,8 +196,4 @@ def write_continuation(
     result = mido.MidiFile(type=1 if mid.type == 0 else mid.type, ticks_per_beat=tpb)
     result.tracks.extend(mid.tracks)
     result.tracks.append(track)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        result.save(path)
-    except OSError as exc:
-        raise UserError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    save_midi(result, path, what="continuation")

@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from antiphon.errors import UserError
@@ -35,6 +34,7 @@ from antiphon.live.sampling import Sampler, Sampling
 from antiphon.live.scheduler import Scheduler
 from antiphon.live.session import ModelFile
 from antiphon.live.shaping import Shaping
+from antiphon.live.statsfile import StatsFile
 from antiphon.live.timeline import Timeline
 
 log = logging.getLogger(__name__)
@@ -165,6 +165,7 @@ class Daemon:
         self.context = StreamingContext(self.voice.grid)
         self.phrase = PhrasePolicy(config.policy)
         self.recorder = Recorder(config.bpm) if config.record else None
+        self.stats_file = StatsFile(config.stats) if config.stats else None
         self._last_cue = -1e9
         self._cued_end: float | None = None
         self._cue_due: Callable[[], None] | None = None
@@ -217,6 +218,8 @@ class Daemon:
         self.scheduler.start()
         self.performer.start()
         self.input_thread.start()
+        if self.recorder is not None and self.config.record:
+            self.recorder.keep_saved(self.config.record, self.now)  # FILE stays current
 
     @property
     def ready_line(self) -> str:
@@ -243,6 +246,7 @@ class Daemon:
         self.output.inner.close()  # waits for JACK to deliver the final messages
         self._flush_stats(final=True)
         if self.recorder is not None and self.config.record:
+            self.recorder.stop_saving()
             self.recorder.write(self.config.record, self.now())
 
     # -- the input side ----------------------------------------------------------------------
@@ -447,6 +451,8 @@ class Daemon:
         stats.extra["late_before"] = stats.extra.get("late_before", 0)
         with self._stats_lock:
             self._stats_pending.append(stats)
+        if self.recorder is not None:
+            self.recorder.answered()
 
     def _flush_stats(self, final: bool = False) -> None:
         """One line per answer once it is known whether (and when) its first note went
@@ -480,9 +486,9 @@ class Daemon:
                 )
             elif row["first_note_sent"] is None:
                 log.warning("an answer never sounded: %s", row["unsounded"])
-        if not rows or not self.config.stats:
+        if not rows or self.stats_file is None:
             return
-        with Path(self.config.stats).open("a") as f:
+        with self.stats_file.batch() as f:
             for row in rows:
                 f.write(json.dumps(row) + "\n")
 

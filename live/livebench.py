@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from antiphon.atomic import read_lines
 from antiphon.live.harness import PERIOD_FRAMES, DaemonProcess, Player, jack_server
 from antiphon.live.material import Event, Material, Step
 from antiphon.live.session import ModelFile
@@ -289,7 +290,7 @@ def run_live_bench(
 def _read_daemon_files(bench: LiveBench, stats: Path, record: Path) -> None:
     rows = []
     if stats.exists():
-        rows = [json.loads(line) for line in stats.read_text().splitlines() if line.strip()]
+        rows = [json.loads(line) for line in read_lines(stats)]  # never a torn last line
     for r in bench.results:
         # the daemon's row for this phrase: the one whose phrase end is this one's (the
         # two processes share the machine's monotonic clock; JACK moves it by a period)

@@ -32,8 +32,9 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
+from antiphon.atomic import append_text, atomic_path, read_lines, write_text
 from antiphon.errors import UserError
 
 if TYPE_CHECKING:
@@ -258,19 +259,15 @@ def _build(
                     mininterval=0.5 if sys.stderr.isatty() else 30.0,
                 )
             )
-            handles: dict[str, IO[str]] = {}
 
             def record(coll: str, stem: str, result: tuple[list[str], list[str]]) -> None:
                 nonlocal failures
                 entry = {"stem": stem, "files": result[0], "errors": result[1]}
-                if coll not in handles:
-                    path = out_root / coll / "journal.jsonl"
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    handles[coll] = stack.enter_context(path.open("a", encoding="utf-8"))
-                # One flushed line per source: an interrupted build loses only the sources
-                # still running, and a torn last line is ignored on resume.
-                handles[coll].write(json.dumps(entry) + "\n")
-                handles[coll].flush()
+                # One fsynced line per source, after its MIDI files are complete: an
+                # interrupted build loses only the sources still running, and a torn last
+                # line is dropped on resume.
+                journal = out_root / coll / "journal.jsonl"
+                append_text(journal, json.dumps(entry) + "\n", what="corpus journal")
                 journals[coll][stem] = entry
                 failures += len(entry["errors"])
                 bar.set_postfix(failed=failures, refresh=False)
@@ -387,21 +384,20 @@ def _brief(error: BaseException) -> str:
 
 
 def _write_midi(midi_file: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(path.name + ".part")  # never a half-written .mid on interrupt
-    midi_file.open(str(part), "wb")
-    try:
-        midi_file.write()
-    finally:
-        midi_file.close()
-    os.replace(part, path)
+    # Never a half-written .mid after an interrupt: a cache entry is complete or absent.
+    with atomic_path(path, what="corpus MIDI file") as part:
+        midi_file.open(str(part), "wb")
+        try:
+            midi_file.write()
+        finally:
+            midi_file.close()
 
 
 def _read_journal(path: Path) -> dict[str, dict[str, Any]]:
     entries: dict[str, dict[str, Any]] = {}
     if not path.exists():
         return entries
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in read_lines(path):
         try:
             entry = json.loads(line)
             entries[entry["stem"]] = entry
@@ -437,8 +433,6 @@ def _finish(
     }
     folder = out_root / coll
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / "manifest.json.part"
-    tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, folder / "manifest.json")
+    write_text(folder / "manifest.json", json.dumps(manifest, indent=1) + "\n", what="manifest")
     (folder / "journal.jsonl").unlink(missing_ok=True)
     return manifest

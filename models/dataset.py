@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from antiphon.atomic import atomic_file
 from antiphon.models.corpus import SPLITS, Corpus
 from antiphon.models.midi.notes import MidiFileError
 from antiphon.models.midi.tokenizer import Tokenizer
@@ -183,9 +184,8 @@ def _save(path: Path, tc: TokenizedCorpus) -> None:
     arrays["meta"] = np.frombuffer(
         json.dumps({"failed": tc.failed, "summary": tc.summary}).encode(), dtype=np.uint8
     )
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_file(path, what="token cache") as f:
+        np.savez(f, **arrays)
 
 
 def _load(path: Path) -> TokenizedCorpus:

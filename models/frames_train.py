@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from antiphon.atomic import write_text
 from antiphon.errors import UserError
 from antiphon.models.corpus import resolve_corpus
 from antiphon.models.dataset import cache_root
@@ -40,9 +41,9 @@ from antiphon.models.registry import family
 from antiphon.models.train import (
     CHECKPOINT_FORMAT,
     TrainConfig,
-    load_checkpoint,
     lr_at,
     make_optimizer,
+    resume_checkpoint,
     save_atomic,
     training_bar,
     versions,
@@ -213,7 +214,7 @@ def train_frames(
     ckpt_path = out / "ckpt.pt"
     state = None
     if resume:
-        state = load_checkpoint(ckpt_path)
+        state = resume_checkpoint(ckpt_path, say)
         cfg = TrainConfig.from_dict({**state["train_config"], "steps": cfg.steps})
         say(f"resuming {ckpt_path} at step {state['step']}")
     # One thread unless told: a recurrent step is a chain of small matmuls, where a second
@@ -361,7 +362,7 @@ def train_frames(
         "params": model.num_params(),
     }
     save(metrics)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_text(out / "metrics.json", json.dumps(metrics, indent=2), what="metrics")
     say(
         f"valid NLL/frame {valid_nll:.4f} over {n_valid:,} frames (best step {best['step']}, "
         f"{stopped}; independent-keys baseline {metrics['marginal_valid_nll']:.4f}); "

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from antiphon.atomic import atomic_file, write_text
 from antiphon.errors import UserError
 from antiphon.models.corpus import SPLITS, Corpus, resolve_corpus
 from antiphon.models.dataset import TokenSplit, cache_root, corpus_cache_key, progress_interval
@@ -35,10 +36,10 @@ from antiphon.models.train import (
     TrainConfig,
     bar_log,
     checkpoint_blob,
-    load_checkpoint,
     lr_at,
     make_optimizer,
     restore,
+    resume_checkpoint,
     save_atomic,
     training_bar,
 )
@@ -145,9 +146,8 @@ def read_note_corpus(
         arrays["meta"] = np.frombuffer(
             json.dumps({"failed": failed, "summary": summary}).encode(), dtype=np.uint8
         )
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, cache)
+        with atomic_file(cache, what="note cache") as f:
+            np.savez(f, **arrays)
     return result
 
 
@@ -252,7 +252,7 @@ def train_notes(cfg: TrainConfig, *, resume: bool = False, progress: bool = True
     ckpt_path = out / "ckpt.pt"
     state = None
     if resume:
-        state = load_checkpoint(ckpt_path)
+        state = resume_checkpoint(ckpt_path, say)
         cfg = TrainConfig.from_dict({**state["train_config"], "steps": cfg.steps})
         say(f"resuming {ckpt_path} at step {state['step']}")
     if cfg.threads:
@@ -343,7 +343,7 @@ def train_notes(cfg: TrainConfig, *, resume: bool = False, progress: bool = True
         "params": model.num_params(),
     }
     save(metrics)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_text(out / "metrics.json", json.dumps(metrics, indent=2), what="metrics")
     say(
         f"valid loss {v['total']:.4f} over {v['notes']:,} notes: pitch NLL {v['pitch']:.4f} "
         f"(bigram {base['bigram_valid_nll']:.4f}), step {v['step']:.4f} "

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from antiphon.atomic import atomic_file
 from antiphon.errors import UserError
 from antiphon.models.metrics import LONG_NOTE_BEATS, METRICS, SetMetrics, metric_grid
 from antiphon.models.midi.notes import read_performance
@@ -41,7 +42,8 @@ def _figure(width: float, height: float) -> Any:
 
 
 def _save(fig: Any, path: Path) -> Path:
-    fig.savefig(path, format="png")
+    with atomic_file(path, what="plot") as f:
+        fig.savefig(f, format="png")
     return path
 
 

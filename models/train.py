@@ -8,9 +8,9 @@ the bigram baseline fitted on the same training split.
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
 import platform
 import random
 import time
@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from antiphon import __version__
+from antiphon.atomic import atomic_file, previous_of, write_text
 from antiphon.errors import UserError
 from antiphon.models.corpus import resolve_corpus
 from antiphon.models.dataset import (
@@ -188,10 +189,26 @@ def restore(
 
 
 def save_atomic(blob: dict, path: Path) -> None:
-    """Write a checkpoint so that an interrupted save never leaves a truncated file."""
-    tmp = path.with_suffix(".tmp")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
+    """Write a checkpoint atomically, keeping the one it replaces as ``ckpt.prev.pt``: an
+    interrupted save leaves both earlier checkpoints complete."""
+    # Serialized in memory first: torch.save turns a full disk into a RuntimeError, while
+    # the plain write below says which file and why.
+    buf = io.BytesIO()
+    torch.save(blob, buf)
+    with atomic_file(path, "wb", what="checkpoint", keep_previous=True) as f:
+        f.write(buf.getbuffer())
+
+
+def resume_checkpoint(path: Path, say: Callable[[str], None] = lambda msg: None) -> dict:
+    """``--resume``: the newest complete checkpoint, ``path`` or else the one it replaced."""
+    previous = previous_of(path)
+    try:
+        return load_checkpoint(path)
+    except UserError as exc:
+        if not previous.is_file():
+            raise
+        say(f"{exc}; resuming from the checkpoint before it, {previous}")
+    return load_checkpoint(previous)
 
 
 def bar_log(bar: Any, progress: bool, log: Callable[[str], None]) -> Callable[[str], None]:
@@ -231,7 +248,7 @@ def train(
     ckpt_path = out / "ckpt.pt"
     state = None
     if resume:
-        state = load_checkpoint(ckpt_path)
+        state = resume_checkpoint(ckpt_path, say)
         cfg = TrainConfig.from_dict({**state["train_config"], "steps": cfg.steps})
         say(f"resuming {ckpt_path} at step {state['step']}")
     if cfg.threads:
@@ -323,7 +340,7 @@ def train(
         "params": model.num_params(),
     }
     save(metrics)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_text(out / "metrics.json", json.dumps(metrics, indent=2), what="metrics")
     say(
         f"valid NLL/token {valid_nll:.4f} over {n_valid:,} tokens "
         f"(bigram baseline {bigram_nll:.4f}); checkpoint {ckpt_path}"

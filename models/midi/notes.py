@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from antiphon.atomic import atomic_file
 from antiphon.errors import UserError
 
 if TYPE_CHECKING:
@@ -371,6 +372,14 @@ def midi_events(mid: mido.MidiFile, *, skip_drums: bool = True) -> list[RawEvent
             timed.append((tick, ti, order, ev))
     timed.sort(key=lambda x: (x[0], x[1], x[2]))
     return [ev for *_, ev in timed]
+
+
+def save_midi(mid: object, path: str | Path, *, what: str = "MIDI file") -> Path:
+    """Write a ``mido.MidiFile`` atomically: the complete new file or the previous one."""
+    path = Path(path)
+    with atomic_file(path, what=what) as f:
+        mid.save(file=f)  # type: ignore[attr-defined]
+    return path
 
 
 def raw_event_from_message(msg: object, beat: float, source: Hashable) -> RawEvent | None:

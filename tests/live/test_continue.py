@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import resource
+import signal
+import struct
+import subprocess
+import sys
+
 import mido
 import pytest
 
@@ -83,3 +89,51 @@ def test_bad_lengths_are_user_errors(tiny_onnx, chorale, tmp_path, bad) -> None:
 
     with pytest.raises(UserError):
         continue_file(chorale, tmp_path / "x.mid", tiny_onnx, ContinueOptions(**bad))
+
+
+# -- what a failed continuation leaves: the earlier take, byte for byte ---------------------
+def _continue_cli(*args: str, preexec=None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "antiphon", "continue", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, preexec_fn=preexec)
+
+
+def _smpte_copy(src, dst):
+    data = bytearray(src.read_bytes())
+    data[12:14] = struct.pack(">bB", -25, 40)  # division: 25 frames/s, 40 ticks per frame
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def test_an_smpte_file_is_one_line_and_the_earlier_take_stays(tiny_onnx, chorale, tmp_path) -> None:
+    take = tmp_path / "take.mid"
+    continue_file(chorale, take, tiny_onnx, ContinueOptions(seconds=5))
+    before = take.read_bytes()
+    bad = _smpte_copy(chorale, tmp_path / "bad.mid")
+    done = _continue_cli(str(bad), "-o", str(take), "--model", str(tiny_onnx))
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert str(bad) in line and "SMPTE" in line and "Traceback" not in done.stderr
+    assert take.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.mid", "take.mid"]
+
+
+def test_a_write_the_kernel_stops_part_way_leaves_the_earlier_take(
+    tiny_onnx, chorale, tmp_path
+) -> None:
+    take = tmp_path / "take.mid"
+    take.write_bytes(b"MThd" + b"\0" * 2000)  # an earlier file, larger than the limit below
+
+    def small_files() -> None:  # the kernel refuses writes past 1 KiB: EFBIG, like ENOSPC
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+
+    before = take.read_bytes()
+    done = _continue_cli(
+        str(chorale), "-o", str(take), "--model", str(tiny_onnx), preexec=small_files
+    )
+    assert done.returncode == 2, done.stderr[-1000:]
+    [line] = done.stderr.strip().splitlines()
+    assert f"{take}: cannot write the continuation (File too large)" in line
+    assert "previous file is unchanged" in line
+    assert take.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["take.mid"]

@@ -33,3 +33,88 @@ def test_two_tracks_and_held_keys_closed_at_the_end(tmp_path) -> None:
             times.append(ticks)
     assert times == [2 * 960, 2 * 960 + 240]  # seconds -> ticks at 120 bpm, 480 per beat
     assert r.notes("player") == 2 and r.notes("antiphon") == 1
+
+
+def _session(r: Recorder, first: int, n: int) -> None:
+    """Notes ``first`` .. ``first + n - 1``, one a second, each answered."""
+    for i in range(first, first + n):
+        r.add("player", i, [0x90, 60 + i % 12, 90])
+        r.add("player", i + 0.5, [0x80, 60 + i % 12, 0])
+        r.add("antiphon", i + 0.6, [0x90, 72, 80])
+        r.add("antiphon", i + 0.9, [0x80, 72, 0])
+
+
+def test_saving_in_steps_writes_the_same_file_as_saving_once(tmp_path) -> None:
+    once, steps = Recorder(bpm=100), Recorder(bpm=100)
+    _session(once, 0, 20)
+    for k in range(4):
+        _session(steps, 5 * k, 5)
+        steps.write(tmp_path / "s.mid", end=5 * k + 0.55)  # a save between batches
+    assert steps.to_bytes(100.0) == once.to_bytes(100.0)
+    assert once.to_midi(100.0).tracks[1][-1].type == "end_of_track"
+
+
+def _notes_in(path) -> int | None:
+    try:
+        mid = mido.MidiFile(path)
+    except (OSError, EOFError, ValueError):
+        return None
+    return sum(m.type == "note_on" and m.velocity > 0 for m in mid.tracks[1])
+
+
+def _until(predicate, timeout: float = 10.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_the_saver_keeps_the_file_current_while_the_session_runs(tmp_path) -> None:
+    import time
+
+    path = tmp_path / "rec.mid"
+    r = Recorder(bpm=120)
+    r.keep_saved(path, time.perf_counter)
+    try:
+        assert _until(lambda: _notes_in(path) == 0)  # readable from the start
+        t = time.perf_counter()
+        r.add("player", t, [0x90, 60, 90])
+        r.answered()
+        assert _until(lambda: _notes_in(path) == 1)  # a held key: closed in the file
+        r.add("player", t + 0.1, [0x80, 60, 0])
+        r.add("player", t + 0.2, [0x90, 62, 90])
+        assert _until(lambda: _notes_in(path) == 2)  # without an answer: the interval
+    finally:
+        r.stop_saving()
+    assert not r._saver and not [p for p in tmp_path.iterdir() if p.name != "rec.mid"]
+
+
+def test_a_failing_disk_is_one_warning_and_the_saver_recovers(tmp_path, caplog) -> None:
+    import time
+
+    blocker = tmp_path / "later-a-folder"
+    blocker.write_text("a file where the recording's folder should be")
+    path = blocker / "rec.mid"
+    r = Recorder(bpm=120)
+    with caplog.at_level("WARNING", logger="antiphon.live.recorder"):
+        r.keep_saved(path, time.perf_counter)
+        try:
+            for i in range(3):  # three failed saves
+                r.add("player", time.perf_counter(), [0x90, 60 + i, 90])
+                r.answered()
+                assert _until(lambda: r._saver.saved_version != r.version and r._saver.failing)
+                time.sleep(0.3)
+            assert len(caplog.records) == 1
+            assert f"{path}: cannot write the recording" in caplog.records[0].getMessage()
+            assert "still playing" in caplog.records[0].getMessage()
+            blocker.unlink()
+            blocker.mkdir()  # the user frees the path: the next save succeeds
+            r.answered()
+            assert _until(lambda: _notes_in(path) == 3)
+        finally:
+            r.stop_saving()
+    assert len(caplog.records) == 2 and "saved again" in caplog.records[1].getMessage()

@@ -167,7 +167,7 @@ def test_music21_build_writes_valid_midi_once(
     for path in (corpus.root / f for f in corpus.files):
         notes = [m for m in mido.MidiFile(path) if m.type == "note_on" and m.velocity > 0]
         assert len(notes) > 10, path
-    assert not list(tmp_path.rglob("*.part"))
+    assert not [p for p in tmp_path.rglob("*") if ".antiphon-tmp." in p.name]
 
     calls = _watch_parse(monkeypatch, music21_corpus)
     assert resolve_corpus(SMALL, cache_dir=tmp_path, progress=False, workers=1) == corpus
