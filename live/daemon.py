@@ -484,7 +484,7 @@ class Daemon:
                     row["latency_ms"],
                     row["late_ms"],
                 )
-            elif row["first_note_sent"] is None:
+            elif row["first_note_sent"] is None and not row["cut"]:
                 log.warning("an answer never sounded: %s", row["unsounded"])
         if not rows or self.stats_file is None:
             return
@@ -505,14 +505,21 @@ class Daemon:
                 unsounded = "nothing to play (the model ended the answer without a note)"
             else:
                 unsounded = "released before its first note"
-        late_ms = None
+        late_ms = heard = None
         if sent is not None and s.first_note_time is not None:
             late_ms = (sent - s.first_note_time) * 1e3
+        if sent is not None:
+            # The phrase end is dated when the player's last release arrived, at the start
+            # of a JACK cycle; what is sent waits for the next one. So this is what a
+            # listener on the port hears, less the part of a period the release waited
+            # on the player's side.
+            heard = self.input.heard_after(sent)
         return {
             "phrase_end": s.phrase_end,
             "first_note_planned": s.first_note_time,
             "first_note_sent": sent,
-            "latency_ms": None if sent is None else (sent - s.phrase_end) * 1e3,
+            "latency_ms": None if heard is None else (heard - s.phrase_end) * 1e3,
+            "sent_ms": None if sent is None else (sent - s.phrase_end) * 1e3,
             "late": late_ms is not None and late_ms > LATE_MS,
             "late_ms": late_ms,
             "unsounded": unsounded,

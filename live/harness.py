@@ -175,6 +175,7 @@ class Player:
             client=self.client + "-ear",
             port=f"{self.daemon_name}-out:out",
             busy=lambda: True,
+            keepalive=None,  # the daemon never sends a broken sysex
         )
         time.sleep(0.05)  # JACK applies new connections a cycle or two later
 
