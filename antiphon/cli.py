@@ -98,10 +98,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         eval_pieces=args.eval_pieces,
         seed=args.seed,
         threads=args.threads,
+        device=args.device,
+        precision=args.precision,
         model=_overrides(args.set),
     )
     result = train(cfg, resume=args.resume, log=print)
-    print(json.dumps(result, indent=2))
+    if result:  # under torchrun only rank 0 reports
+        print(json.dumps(result, indent=2))
     return 0
 
 
@@ -274,7 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/default", help="run folder (checkpoint: OUT/ckpt.pt)")
     p.add_argument("--tokenizer", default="midilike", choices=["midilike", "remi", "tsd"])
     p.add_argument("--steps", type=int, default=1400)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument(
+        "--batch-size", type=int, default=8, help="global batch (split across torchrun's processes)"
+    )
     p.add_argument(
         "--block-size", type=int, default=512, help="training window (tokens, frames or notes)"
     )
@@ -292,6 +297,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
+    p.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda", "mps"],
+        help="where to train (default auto: a GPU if there is one)",
+    )
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="mixed precision (default auto: bf16/fp16 on a GPU, fp32 on the CPU)",
+    )
     p.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="model config, e.g. n_layer=4"
     )

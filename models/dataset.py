@@ -223,17 +223,21 @@ class WindowSampler:
         self.shifts = shifts or {0: np.arange(int(split.tokens.max()) + 1, dtype=np.int32)}
         self.shift_keys = sorted(self.shifts)
 
-    def window(self) -> np.ndarray:
+    def window(self, keep: bool = True) -> np.ndarray | None:
+        """The next window; ``keep=False`` draws it (the stream moves on) without reading it."""
         toks = self.split.tokens
         n = self.block + 1
-        if len(toks) <= n:
-            w = np.resize(toks, n)
-        else:
-            start = int(self.rng.integers(0, len(toks) - n + 1))
-            w = toks[start : start + n]
+        start = int(self.rng.integers(0, len(toks) - n + 1)) if len(toks) > n else -1
         k = self.shift_keys[int(self.rng.integers(0, len(self.shift_keys)))]
+        if not keep:
+            return None
+        w = np.resize(toks, n) if start < 0 else np.asarray(toks[start : start + n])
         shifted = self.shifts[k][w]
         return w if (shifted < 0).any() else shifted
 
-    def batch(self, size: int) -> np.ndarray:
-        return np.stack([self.window() for _ in range(size)])  # (B, block+1)
+    def batch(self, size: int, rows: range | None = None) -> np.ndarray:
+        """``size`` windows of which ``rows`` are read (a rank's share of the global batch;
+        every rank draws all ``size``, so all stay at the same place in the stream)."""
+        rows = range(size) if rows is None else rows
+        windows = [self.window(i in rows) for i in range(size)]
+        return np.stack([w for w in windows if w is not None])  # (len(rows), block+1)
