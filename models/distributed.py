@@ -163,9 +163,13 @@ class Runtime:
         scaler.step(opt)
         scaler.update()
 
-    def tensor(self, array: np.ndarray) -> torch.Tensor:
+    def tensor(self, array: np.ndarray | torch.Tensor) -> torch.Tensor:
         """A batch on the device; through pinned memory on CUDA so the copy is asynchronous."""
-        t = torch.from_numpy(np.ascontiguousarray(array))
+        t = (
+            array
+            if isinstance(array, torch.Tensor)
+            else torch.from_numpy(np.ascontiguousarray(array))
+        )
         if self.device.type == "cuda":
             return t.pin_memory().to(self.device, non_blocking=True)
         return t.to(self.device)
@@ -182,7 +186,7 @@ class Runtime:
     def mean(self, value: torch.Tensor) -> float:
         """A scalar averaged over the ranks (the loss of the global batch, for the log)."""
         if not self.distributed:
-            return float(value)
+            return float(value.detach())
         v = value.detach().float().reshape(1).clone()
         torch.distributed.all_reduce(v)
         return float(v) / self.world
@@ -226,9 +230,17 @@ def setup(device: str = "auto", precision: str = "auto", env: Mapping[str, str] 
     return Runtime(dev, prec, rank, world, local_rank)
 
 
-def unwrap(model: Any) -> Any:
-    """The module inside DDP (its state_dict has no ``module.`` prefix)."""
-    return getattr(model, "module", model)
+class Loss(torch.nn.Module):
+    """A model whose forward is its training loss, ``fn(model, *batch)``: DDP synchronizes
+    the gradients of what its wrapped module's forward computed, and a family's loss is
+    often a method of its own (``loss``, ``loss_terms``), not its forward."""
+
+    def __init__(self, model: torch.nn.Module, fn: Any) -> None:
+        super().__init__()
+        self.model, self.fn = model, fn
+
+    def forward(self, *batch: torch.Tensor) -> Any:
+        return self.fn(self.model, *batch)
 
 
 class Throughput:

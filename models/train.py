@@ -34,7 +34,7 @@ from antiphon.models.dataset import (
     progress_interval,
     tokenize_corpus,
 )
-from antiphon.models.distributed import Runtime, Throughput, setup
+from antiphon.models.distributed import Loss, Runtime, Throughput, setup
 from antiphon.models.midi.tokenizer import Tokenizer
 from antiphon.models.nll import Bigram, model_nll
 from antiphon.models.registry import family
@@ -269,19 +269,27 @@ def train(
     if resume:
         state = resume_checkpoint(ckpt_path, say)
         cfg = resumed_config(state, cfg)
+    return run_on_runtime(_train_tokens, cfg, state, say, progress)
+
+
+def run_on_runtime(
+    body: Callable[..., dict], cfg: TrainConfig, state: dict | None, say: Any, progress: bool
+) -> dict:
+    """``body(cfg, rt, state, say, progress)`` in this process's Runtime (models.distributed):
+    log lines and the progress bar on rank 0 only; the process group left at the end."""
     rt = setup(cfg.device, cfg.precision)
     try:
-        return _train_tokens(cfg, fam, rt, state, say if rt.main else lambda msg: None, progress)
+        return body(cfg, rt, state, say if rt.main else lambda msg: None, progress and rt.main)
     finally:
         rt.close()
 
 
 def _train_tokens(
-    cfg: TrainConfig, fam: Any, rt: Runtime, state: dict | None, say: Any, progress: bool
+    cfg: TrainConfig, rt: Runtime, state: dict | None, say: Any, progress: bool
 ) -> dict:
+    fam = family(cfg.arch)
     out = Path(cfg.out)
     ckpt_path = out / "ckpt.pt"
-    progress = progress and rt.main
     if state:
         say(f"resuming {ckpt_path} at step {state['step']}")
     if cfg.threads:
@@ -317,7 +325,7 @@ def _train_tokens(
     if state:
         step, history = restore(state, model, opt, sampler.rng, scaler)
     say(f"{cfg.arch}: {model.num_params():,} parameters on {rt.describe()}")
-    net = rt.wrap(model)
+    net = rt.wrap(Loss(model, token_loss))
 
     def save(metrics: dict | None = None) -> None:
         if rt.main:
@@ -337,7 +345,7 @@ def _train_tokens(
             save_atomic(blob, ckpt_path)
         rt.barrier()
 
-    net.train()
+    model.train()
     bar = training_bar(cfg.steps, step, progress)
     rate = Throughput(cfg.batch_size * cfg.block_size, step)
     while step < cfg.steps:
@@ -346,7 +354,7 @@ def _train_tokens(
         batch = rt.tensor(sampler.batch(cfg.batch_size, rows).astype(np.int64))
         x, y = batch[:, :-1], batch[:, 1:]
         with rt.autocast():
-            loss = token_loss(net, x, y)
+            loss = net(x, y)
         rt.optimize(loss, opt, scaler, model.parameters(), cfg.grad_clip)
         step += 1
         loss_value = rt.mean(loss)
