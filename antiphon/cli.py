@@ -163,13 +163,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 0
     from antiphon.export.bench import bench, format_table
 
-    result = bench(
-        args.model,
-        context=args.context,
-        steps=args.steps,
-        threads=args.threads,
-        provider=args.provider,
-    )
+    options = {k: getattr(args, k) for k in ("context", "steps", "threads", "provider")}
+    result = bench(args.model, **options)
     print(format_table(result))
     _write_json(args.json, result.to_dict())
     return 0

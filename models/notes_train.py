@@ -35,14 +35,13 @@ from antiphon.models.registry import family
 from antiphon.models.train import (
     TrainConfig,
     bar_log,
-    checkpoint_blob,
     lr_at,
     make_optimizer,
     restore,
     resume_checkpoint,
     resumed_config,
     run_on_runtime,
-    save_atomic,
+    save_on_main,
     training_bar,
 )
 
@@ -297,22 +296,8 @@ def _train_notes(cfg: TrainConfig, rt: Runtime, state: dict | None, say: Any, pr
     net = rt.wrap(Loss(model, lambda m, *batch: m.loss_terms(*batch)))
 
     def save(metrics: dict | None = None) -> None:
-        if rt.main:
-            out.mkdir(parents=True, exist_ok=True)
-            blob = checkpoint_blob(
-                cfg,
-                model,
-                opt,
-                step,
-                windows.rng,
-                grid=grid.to_dict(),
-                data=data.summary,
-                history=history,
-                metrics=metrics or {},
-                scaler=scaler.state_dict(),
-            )
-            save_atomic(blob, ckpt_path)
-        rt.barrier()
+        fields = {"grid": grid.to_dict(), "data": data.summary, "history": history}
+        save_on_main(rt, ckpt_path, cfg, model, opt, step, windows.rng, scaler, metrics, **fields)
 
     model.train()
     bar = training_bar(cfg.steps, step, progress)

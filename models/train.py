@@ -207,6 +207,26 @@ def restore(
     return state["step"], state.get("history", [])
 
 
+def save_on_main(
+    rt: Runtime,
+    path: Path,
+    cfg: TrainConfig,
+    model: Any,
+    opt: torch.optim.Optimizer,
+    step: int,
+    rng: np.random.Generator,
+    scaler: torch.amp.GradScaler,
+    metrics: dict | None,
+    **fields: Any,
+) -> None:
+    """A window-trained checkpoint, written by rank 0 while the other ranks wait for it."""
+    if rt.main:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        extra = {**fields, "metrics": metrics or {}, "scaler": scaler.state_dict()}
+        save_atomic(checkpoint_blob(cfg, model, opt, step, rng, **extra), path)
+    rt.barrier()
+
+
 def save_atomic(blob: dict, path: Path) -> None:
     """Write a checkpoint atomically, keeping the one it replaces as ``ckpt.prev.pt``: an
     interrupted save leaves both earlier checkpoints complete."""
@@ -328,22 +348,8 @@ def _train_tokens(
     net = rt.wrap(Loss(model, token_loss))
 
     def save(metrics: dict | None = None) -> None:
-        if rt.main:
-            out.mkdir(parents=True, exist_ok=True)
-            blob = checkpoint_blob(
-                cfg,
-                model,
-                opt,
-                step,
-                sampler.rng,
-                tokenizer=tokenizer.to_params(),
-                data=data.summary,
-                history=history,
-                metrics=metrics or {},
-                scaler=scaler.state_dict(),
-            )
-            save_atomic(blob, ckpt_path)
-        rt.barrier()
+        fields = {"tokenizer": tokenizer.to_params(), "data": data.summary, "history": history}
+        save_on_main(rt, ckpt_path, cfg, model, opt, step, sampler.rng, scaler, metrics, **fields)
 
     model.train()
     bar = training_bar(cfg.steps, step, progress)

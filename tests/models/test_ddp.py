@@ -20,26 +20,16 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from antiphon.models.train import TrainConfig, load_checkpoint, train  # noqa: E402
+from tests.checkpoints import tiny_training  # noqa: E402
 
 RTOL = 1e-5
 MODEL = {"n_layer": 1, "n_embd": 32, "n_head": 2, "dropout": 0.0}
 
 
 def _config(corpus: Path, out: Path, steps: int) -> TrainConfig:
-    return TrainConfig(
-        data=str(corpus),
-        out=str(out),
-        steps=steps,
-        batch_size=4,
-        block_size=64,
-        warmup=2,
-        min_lr=1e-3,  # a flat schedule after warmup: runs of 6 and 10 steps share steps 1-6
-        eval_every=1,  # every step in the history: the trajectory to compare
-        eval_pieces=1,
-        threads=1,
-        device="cpu",
-        model=MODEL,
-    )
+    # eval_every=1: every step in the history, the trajectory to compare; a flat schedule
+    # after warmup (min_lr = lr), so runs of 6 and 10 steps share steps 1-6
+    return tiny_training(corpus, out, steps, min_lr=1e-3, eval_every=1, model=MODEL)
 
 
 def _args(cfg: TrainConfig) -> list[str]:

@@ -25,6 +25,7 @@ from antiphon.models.distributed import (  # noqa: E402
     setup,
 )
 from antiphon.models.train import TrainConfig  # noqa: E402
+from tests.checkpoints import tiny_training  # noqa: E402
 
 CPU, CUDA0 = torch.device("cpu"), torch.device("cuda", 0)
 
@@ -130,21 +131,10 @@ def test_every_family_trains_in_bf16_autocast_and_reports_its_throughput(
         "note-rnn": {},
         "pianoroll-gru": {},
     }[arch]
-    cfg = TrainConfig(
-        arch=arch,
-        data=str(synth_corpus),
-        out=str(tmp_path / arch),
-        steps=3,
-        batch_size=2,
-        block_size=32,
-        warmup=1,
-        eval_every=3,
-        eval_pieces=1,
-        threads=1,
-        device="cpu",
-        precision="bf16",
-        model=small,
-    )
+    cfg = tiny_training(
+        synth_corpus, tmp_path / arch, 3, arch=arch, batch_size=2, block_size=32, warmup=1,
+        eval_every=3, precision="bf16", model=small,
+    )  # fmt: skip
     result = train(cfg, progress=False)
     assert result["precision"] == "bf16" and result["device"] == "cpu"
     assert np.isfinite(result["valid_nll"])
