@@ -24,6 +24,15 @@ def _add_sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="fixed seed: same input, same output")
 
 
+def _add_provider(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--provider",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="onnxruntime provider (default auto: CUDA with antiphon[gpu] and a GPU, else CPU)",
+    )
+
+
 def _add_shaping(p: argparse.ArgumentParser) -> None:
     p.add_argument("--transpose", type=int, default=0, help="semitones added to every note")
     p.add_argument("--velocity-scale", type=float, default=1.0, help="multiply velocities")
@@ -98,17 +107,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         eval_pieces=args.eval_pieces,
         seed=args.seed,
         threads=args.threads,
+        device=args.device,
+        precision=args.precision,
         model=_overrides(args.set),
     )
     result = train(cfg, resume=args.resume, log=print)
-    print(json.dumps(result, indent=2))
+    if result:  # under torchrun only rank 0 reports
+        print(json.dumps(result, indent=2))
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from antiphon.export.pipeline import export_model
 
-    export_model(args.checkpoint, args.output, int8=args.int8, log=print)
+    export_model(args.checkpoint, args.output, int8=args.int8, fp16=args.fp16, log=print)
     return 0
 
 
@@ -121,6 +133,7 @@ def cmd_continue(args: argparse.Namespace) -> int:
         sampling=_sampling(args),
         variations=args.variations,
         shaping=_shaping(args),
+        provider=args.provider,
     )
     for r in continue_file(args.input, args.output, args.model, opts):
         print(
@@ -150,7 +163,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 0
     from antiphon.export.bench import bench, format_table
 
-    result = bench(args.model, context=args.context, steps=args.steps, threads=args.threads)
+    options = {k: getattr(args, k) for k in ("context", "steps", "threads", "provider")}
+    result = bench(args.model, **options)
     print(format_table(result))
     _write_json(args.json, result.to_dict())
     return 0
@@ -196,6 +210,7 @@ def cmd_live(args: argparse.Namespace) -> int:
         record=args.record,
         stats=args.stats,
         realtime=args.realtime,
+        provider=args.provider,
     )
     return serve(config, ready=lambda line: print(line, flush=True))
 
@@ -206,7 +221,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         if not args.model:
             raise UserError("--polyphonic needs --model M.onnx (a piano-roll model)")
-        result = evaluate_polyphonic(args.polyphonic, args.split, args.model)
+        result = evaluate_polyphonic(
+            args.polyphonic, args.split, args.model, provider=args.provider
+        )
         print(json.dumps(result, indent=2))
     elif args.generated or args.reference:
         from antiphon.models.metrics import compare_dirs
@@ -235,8 +252,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     elif args.model:
         from antiphon.live.session import ModelFile
 
-        info = ModelFile.open(args.model).info
-        print(info.describe())
+        mf = ModelFile.open(args.model, provider=args.provider)
+        print(mf.info.describe())
+        print(f"onnxruntime provider: {mf.provider}")
+        info = mf.info
         result = info.to_props()
     else:
         raise UserError(
@@ -274,7 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/default", help="run folder (checkpoint: OUT/ckpt.pt)")
     p.add_argument("--tokenizer", default="midilike", choices=["midilike", "remi", "tsd"])
     p.add_argument("--steps", type=int, default=1400)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument(
+        "--batch-size", type=int, default=8, help="global batch (split across torchrun's processes)"
+    )
     p.add_argument(
         "--block-size", type=int, default=512, help="training window (tokens, frames or notes)"
     )
@@ -293,6 +314,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
     p.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda", "mps"],
+        help="where to train (default auto: a GPU if there is one)",
+    )
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="mixed precision (default auto: bf16/fp16 on a GPU, fp32 on the CPU)",
+    )
+    p.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="model config, e.g. n_layer=4"
     )
     p.add_argument("--resume", action="store_true", help="continue OUT/ckpt.pt")
@@ -304,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--int8", action="store_true", help="also write an int8 dynamic-quantized copy")
+    p.add_argument(
+        "--fp16", action="store_true", help="also write a half-precision copy (transformer; GPUs)"
+    )
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("continue", help="continue a MIDI file offline")
@@ -318,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_sampling(p)
     _add_shaping(p)
+    _add_provider(p)
     p.set_defaults(func=cmd_continue)
 
     p = sub.add_parser("live", help="the daemon: listen on a MIDI port and answer")
@@ -353,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_sampling(p)
     _add_shaping(p)
+    _add_provider(p)
     p.set_defaults(func=cmd_live)
 
     p = sub.add_parser("ports", help="list MIDI ports for each available backend")
@@ -379,6 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="1", help="--note-lengths: seeds, e.g. 1,2,3")
     p.add_argument("--seconds", type=float, default=20.0, help="--note-lengths: per continuation")
     p.add_argument("--json", default=None, help="also write the results as JSON")
+    _add_provider(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("bench", help="latency benchmarks: onnxruntime vs torch eager")
@@ -414,6 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="--live: start that server with realtime scheduling (needs rtprio rights)",
     )
     p.add_argument("--json", default=None, help="also write the results as JSON")
+    _add_provider(p)
     p.set_defaults(func=cmd_bench)
     return parser
 

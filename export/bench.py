@@ -46,6 +46,7 @@ class BenchResult:
     threads: int
     rows: list[Latency]
     int8: bool = False  # the file is dynamically quantized (torch also runs its own int8)
+    provider: str = "cpu"  # onnxruntime's (torch eager always runs on the CPU)
 
     @property
     def speedups(self) -> dict[str, float]:
@@ -85,6 +86,7 @@ def bench(
     warmup: int = 20,
     threads: int = 1,
     seed: int = 0,
+    provider: str = "auto",
 ) -> BenchResult:
     """One model step (one token, frame or note) after a warm state of ``context`` steps.
 
@@ -92,7 +94,7 @@ def bench(
     its KV buffers bound in place); torch eager runs the model's own forward. For an int8
     file, torch gets the dequantized weights, and a third row runs torch's own dynamic int8
     quantization of them (``torch.ao``), so the ratio is not just the quantization's."""
-    mf = ModelFile.open(model_path, threads=threads)
+    mf = ModelFile.open(model_path, threads=threads, provider=provider)
     info = mf.info
     torch.set_num_threads(threads)
     model = torch_from_onnx(mf.path)
@@ -134,6 +136,7 @@ def bench(
         threads=threads,
         rows=[_summary(name, t) for name, t in times.items()],
         int8=int8,
+        provider=mf.provider,
     )
 
 
@@ -212,7 +215,7 @@ def format_table(r: BenchResult) -> str:
         f"model {r.model} ({r.family}, {r.params:,} parameters"
         f"{', int8 dynamic quantization' if r.int8 else ''})",
         f"per-step decode, batch 1, warm state of {r.context} steps, {r.steps} steps, "
-        f"{r.threads} thread(s)",
+        f"{r.threads} thread(s); onnxruntime on {r.provider}, torch eager on cpu",
         f"{'engine':<18}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'tokens/s':>11}",
     ]
     for row in r.rows:

@@ -50,9 +50,11 @@ def bernoulli_nll(logits: np.ndarray, roll: np.ndarray) -> np.ndarray:
     return (np.logaddexp(0.0, logits) - roll * logits).sum(-1)
 
 
-def evaluate_polyphonic(path: str | Path, split: str, model: str | Path) -> dict:
+def evaluate_polyphonic(
+    path: str | Path, split: str, model: str | Path, *, provider: str = "auto"
+) -> dict:
     """Mean frame NLL of ``model`` (.onnx) on ``split`` of benchmark file ``path``."""
-    mf = ModelFile.open(model)
+    mf = ModelFile.open(model, provider=provider)
     info = mf.info
     if info.representation != "frames":
         raise UserError(

@@ -48,6 +48,7 @@ class ContinueOptions:
     sampling: Sampling = field(default_factory=Sampling)
     variations: int = 1
     shaping: Shaping = field(default_factory=Shaping)
+    provider: str = "auto"  # onnxruntime's: auto|cpu|cuda
 
 
 @dataclass
@@ -112,7 +113,8 @@ def continue_file(
         n, d = meter
         raise MidiFileError(f"{inp}: its time signature {n}/{d} has no bars to count (--seconds?)")
     events = midi_events(mid)
-    voice = open_voice(ModelFile.open(model), max_gap_beats=PROMPT_GAP_BEATS)
+    mf = ModelFile.open(model, provider=opts.provider)
+    voice = open_voice(mf, max_gap_beats=PROMPT_GAP_BEATS)
     ticks = prompt_ticks(inp, events, voice.grid)
     prompt_end = ticks[-1].tick
     length = round(length_in_beats(opts, bpm, meter) * voice.grid.tpq)

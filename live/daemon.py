@@ -92,6 +92,7 @@ class DaemonConfig:
     record: str | None = None
     stats: str | None = None
     threads: int = 1
+    provider: str = "auto"  # onnxruntime's: auto|cpu|cuda
     realtime: bool = False  # the note scheduler's thread asks for SCHED_FIFO
 
     def validate(self) -> DaemonConfig:
@@ -156,7 +157,7 @@ class Daemon:
         self._stats_lock = threading.Lock()
         self._lost: set[str] = set()
 
-        model = ModelFile.open(config.model, threads=config.threads)
+        model = ModelFile.open(config.model, threads=config.threads, provider=config.provider)
         self.voice = open_voice(model, max_gap_beats=MAX_GAP_BEATS)
         self.voice.empty()  # the first run of a session is slow: not during the first phrase
         self.quantize = parse_quantize(config.quantize) if config.clock else None
@@ -226,7 +227,8 @@ class Daemon:
         model = self.voice.model
         return (
             f"antiphon ready: in={self.input.port_name} out={self.output.port_name} "
-            f"model={model.path.name} ({model.info.family}) mode={self.config.policy.mode}"
+            f"model={model.path.name} ({model.info.family}) mode={self.config.policy.mode} "
+            f"provider={model.provider}"
         )
 
     def run(self, poll: float = 0.2) -> int:

@@ -22,6 +22,31 @@ if TYPE_CHECKING:
     from antiphon.live.stepper import TokenStepper
 
 DEFAULT_MODEL = "default.onnx"
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
+def choose_providers(requested: str, available: list[str]) -> list[str]:
+    """``--provider auto|cpu|cuda`` as onnxruntime's provider list: auto takes CUDA where
+    this onnxruntime has it (``pip install 'antiphon[gpu]'``), else the CPU."""
+    if requested not in ("auto", *PROVIDERS):
+        raise UserError(f"--provider {requested}: expected auto, cpu or cuda")
+    cuda, cpu = PROVIDERS["cuda"], PROVIDERS["cpu"]
+    if requested == "cuda" and cuda not in available:
+        raise UserError(
+            "--provider cuda: this onnxruntime has no CUDA provider (it has "
+            f"{', '.join(available) or 'none'}); pip install 'antiphon[gpu]' on a machine with "
+            "an NVIDIA GPU, or pass --provider cpu"
+        )
+    if requested != "cpu" and cuda in available:
+        return [cuda, cpu]
+    return [cpu]
+
+
+def provider_name(session_providers: list[str]) -> str:
+    """The provider a session runs on first, as ``--provider`` names it."""
+    first = session_providers[0] if session_providers else PROVIDERS["cpu"]
+    names = {v: k for k, v in PROVIDERS.items()}
+    return names.get(first, first.removesuffix("ExecutionProvider").lower())
 
 
 def default_model_path() -> Path:
@@ -55,6 +80,7 @@ def _one_step(shape: list) -> bool:
 class ModelFile:
     def __init__(self, path: Path, info: ModelInfo, session: object) -> None:
         self.path, self.info, self.session = path, info, session
+        self.provider = provider_name(session.get_providers())  # type: ignore[attr-defined]
         self.output_names = [o.name for o in session.get_outputs()]  # type: ignore[attr-defined]
         self._ort_values: dict[int, tuple[np.ndarray, object]] = {}
         # A single-step graph (``export.cells``: the int8 GRUs) declares its sequence axis
@@ -65,19 +91,27 @@ class ModelFile:
         self._stepped_out = {n for n, s in sig.outputs.items() if n not in pairs and _one_step(s)}
 
     @classmethod
-    def open(cls, path: str | Path | None = None, *, threads: int = 1) -> ModelFile:
+    def open(
+        cls, path: str | Path | None = None, *, threads: int = 1, provider: str = "auto"
+    ) -> ModelFile:
         import onnxruntime as ort
 
         path = default_model_path() if path is None else Path(path)
         if not path.is_file():
             raise UserError(f"{path}: no such model file")
+        providers = choose_providers(provider, ort.get_available_providers())
         try:
-            session = ort.InferenceSession(
-                str(path), session_options(threads), providers=ort.get_available_providers()
-            )
+            session = ort.InferenceSession(str(path), session_options(threads), providers=providers)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(f"{path}: not a loadable ONNX model ({first[:160]})") from None
+        used = provider_name(session.get_providers())
+        if provider == "cuda" and used != "cuda":  # onnxruntime-gpu without its CUDA libraries
+            raise UserError(
+                f"--provider cuda: onnxruntime could not start CUDA for {path} (it fell back "
+                f"to {used}); check the CUDA and cuDNN libraries onnxruntime-gpu needs, or pass "
+                "--provider cpu"
+            )
         meta = session.get_modelmeta().custom_metadata_map
         info = ModelInfo.from_props(meta, str(path))
         names = {i.name for i in session.get_inputs()}

@@ -24,6 +24,7 @@ from antiphon.models.midi.notes import MidiFileError
 from antiphon.models.midi.tokenizer import Tokenizer
 
 PITCH_PREFIXES = ("NoteOn_", "NoteOff_", "Pitch_")
+TOKEN_CACHE_FORMAT = 2  # 1: one .npz, read whole; 2: .npy per split, memory-mapped
 
 
 def progress_interval() -> float:
@@ -118,9 +119,9 @@ def tokenize_corpus(
     """Tokenize every file of a corpus once; later calls load the cached arrays."""
     cache = None
     if cache_dir is not None:
-        cache = Path(cache_dir) / f"tokens-{_cache_key(corpus, tokenizer)}.npz"
-        if cache.exists():
-            return _load(cache)
+        cache = Path(cache_dir) / f"tokens-{_cache_key(corpus, tokenizer)}"
+        if _meta_path(cache).exists():
+            return load_token_cache(cache)
     params = tokenizer.to_params()
     splits: dict[str, TokenSplit] = {}
     failed = 0
@@ -176,22 +177,39 @@ def _run(
     return out
 
 
-def _save(path: Path, tc: TokenizedCorpus) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arrays: dict[str, np.ndarray] = {}
+def _meta_path(cache: Path) -> Path:
+    return cache.with_name(cache.name + ".json")
+
+
+def _array_path(cache: Path, split: str, what: str) -> Path:
+    return cache.with_name(f"{cache.name}.{split}.{what}.npy")
+
+
+def _save(cache: Path, tc: TokenizedCorpus) -> None:
+    """Each split's tokens and offsets as plain ``.npy`` files (memory-mappable), then the
+    summary: the summary is written last, so a cache without it is never read."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
     for k, v in tc.splits.items():
-        arrays[f"{k}_tokens"], arrays[f"{k}_offsets"] = v.tokens, v.offsets
-    arrays["meta"] = np.frombuffer(
-        json.dumps({"failed": tc.failed, "summary": tc.summary}).encode(), dtype=np.uint8
-    )
-    with atomic_file(path, what="token cache") as f:
-        np.savez(f, **arrays)
+        for what, array in (("tokens", v.tokens), ("offsets", v.offsets)):
+            with atomic_file(_array_path(cache, k, what), what="token cache") as f:
+                np.save(f, np.ascontiguousarray(array))
+    meta = json.dumps({"format": TOKEN_CACHE_FORMAT, "failed": tc.failed, "summary": tc.summary})
+    with atomic_file(_meta_path(cache), what="token cache") as f:
+        f.write(meta.encode())
 
 
-def _load(path: Path) -> TokenizedCorpus:
-    z = np.load(path)
-    meta = json.loads(bytes(z["meta"]).decode())
-    splits = {s: TokenSplit(z[f"{s}_tokens"], z[f"{s}_offsets"]) for s in SPLITS}
+def load_token_cache(cache: Path) -> TokenizedCorpus:
+    """A token cache with every split's tokens memory-mapped read-only: a process reads the
+    pages its windows touch, and the processes of one machine share them (the page cache),
+    so a MAESTRO-sized corpus costs each training process almost nothing of its own."""
+    meta = json.loads(_meta_path(cache).read_text())
+    splits = {
+        s: TokenSplit(
+            np.load(_array_path(cache, s, "tokens"), mmap_mode="r"),
+            np.load(_array_path(cache, s, "offsets")),
+        )
+        for s in SPLITS
+    }
     return TokenizedCorpus(splits, meta["failed"], meta["summary"])
 
 
@@ -223,17 +241,21 @@ class WindowSampler:
         self.shifts = shifts or {0: np.arange(int(split.tokens.max()) + 1, dtype=np.int32)}
         self.shift_keys = sorted(self.shifts)
 
-    def window(self) -> np.ndarray:
+    def window(self, keep: bool = True) -> np.ndarray | None:
+        """The next window; ``keep=False`` draws it (the stream moves on) without reading it."""
         toks = self.split.tokens
         n = self.block + 1
-        if len(toks) <= n:
-            w = np.resize(toks, n)
-        else:
-            start = int(self.rng.integers(0, len(toks) - n + 1))
-            w = toks[start : start + n]
+        start = int(self.rng.integers(0, len(toks) - n + 1)) if len(toks) > n else -1
         k = self.shift_keys[int(self.rng.integers(0, len(self.shift_keys)))]
+        if not keep:
+            return None
+        w = np.resize(toks, n) if start < 0 else np.asarray(toks[start : start + n])
         shifted = self.shifts[k][w]
         return w if (shifted < 0).any() else shifted
 
-    def batch(self, size: int) -> np.ndarray:
-        return np.stack([self.window() for _ in range(size)])  # (B, block+1)
+    def batch(self, size: int, rows: range | None = None) -> np.ndarray:
+        """``size`` windows of which ``rows`` are read (a rank's share of the global batch;
+        every rank draws all ``size``, so all stay at the same place in the stream)."""
+        rows = range(size) if rows is None else rows
+        windows = [self.window(i in rows) for i in range(size)]
+        return np.stack([w for w in windows if w is not None])  # (len(rows), block+1)

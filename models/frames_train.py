@@ -35,6 +35,7 @@ from antiphon.atomic import write_text
 from antiphon.errors import UserError
 from antiphon.models.corpus import resolve_corpus
 from antiphon.models.dataset import cache_root
+from antiphon.models.distributed import Throughput, launch_env, setup
 from antiphon.models.midi.notes import Grid, MidiFileError
 from antiphon.models.midi.polyphonic import N_KEYS, PITCH_LO, benchmark_split, file_roll
 from antiphon.models.registry import family
@@ -44,6 +45,7 @@ from antiphon.models.train import (
     lr_at,
     make_optimizer,
     resume_checkpoint,
+    resumed_config,
     save_atomic,
     training_bar,
     versions,
@@ -157,6 +159,7 @@ def rolls_nll(
     """Mean frame NLL (nats) over every frame of ``rolls``, each piece from the empty state."""
     was = model.training
     model.eval()
+    device = next(model.parameters()).device
     batches = PieceBatches(rolls, batch_size, 0, 0)
     order = sorted(range(len(rolls)), key=lambda i: len(rolls[i]))
     total, frames = 0.0, 0
@@ -164,7 +167,8 @@ def rolls_nll(
         x, mask = batches.tensors([(i, 0) for i in order[b : b + batch_size]])
         state = None
         for c in range(0, x.shape[1], chunk):  # chunks bound the NADE head's memory
-            nll, state = model.frame_nll(x[:, c : c + chunk], state)
+            nll, state = model.frame_nll(x[:, c : c + chunk].to(device), state)
+            nll = nll.cpu()
             total += float((nll.double() * mask[:, c : c + chunk]).sum())
         frames += int(mask.sum())
     model.train(was)
@@ -215,8 +219,16 @@ def train_frames(
     state = None
     if resume:
         state = resume_checkpoint(ckpt_path, say)
-        cfg = TrainConfig.from_dict({**state["train_config"], "steps": cfg.steps})
+        cfg = resumed_config(state, cfg)
         say(f"resuming {ckpt_path} at step {state['step']}")
+    if launch_env()[1] > 1:
+        # An epoch's batches of whole pieces do not split into equal shares (its last batch
+        # is short, pieces differ in length) and early stopping decides on one process's
+        # validation: these families train in one process, on a GPU if asked.
+        raise UserError(
+            f"{cfg.arch} trains in one process; run it without torchrun (--device cuda for a GPU)"
+        )
+    rt = setup(cfg.device, cfg.precision)
     # One thread unless told: a recurrent step is a chain of small matmuls, where a second
     # thread's hand-offs cost more than it computes (30x slower on a busy 2-core machine).
     torch.set_num_threads(cfg.threads or 1)
@@ -226,6 +238,7 @@ def train_frames(
 
     fam = family(cfg.arch)
     model = fam.build(state["model_config"] if state else {**cfg.model, "seq_len": cfg.block_size})
+    model = model.to(rt.device)
     mc = model.config
     grid = Grid(GRID_TPQ)
     rolls: Rolls = load_rolls(
@@ -239,6 +252,7 @@ def train_frames(
     if not rolls.train or not rolls.valid:
         raise UserError(f"{cfg.data}: too few pieces for a train and a valid split")
     opt = make_optimizer(model, cfg)
+    scaler = rt.scaler()
     # The benchmark files are transposed to C major/minor already: shifted copies would
     # teach keys their valid and test splits never hold.
     transpose = 0 if cfg.data.startswith(PREFIX) else cfg.transpose
@@ -255,14 +269,16 @@ def train_frames(
         r = state["resume"]
         model.load_state_dict(r["model"])
         opt.load_state_dict(r["optimizer"])
+        if scaler.is_enabled() and r.get("scaler"):
+            scaler.load_state_dict(r["scaler"])
         torch.set_rng_state(r["torch_rng"])
         step, epoch, batch_i, chunk_i = state["step"], r["epoch"], r["batch"], r["chunk"]
-        carried = tuple(r["carried"]) if r["carried"] is not None else None
+        carried = r["carried"] and tuple(h.to(rt.device) for h in r["carried"])
         best = {**r["best"], "weights": state["model"]}
         average = WeightAverage(model, r["average"])
         average.updates = r["average_updates"]
         history = state.get("history", [])
-    say(f"{cfg.arch} ({mc.head} head): {model.num_params():,} parameters")
+    say(f"{cfg.arch} ({mc.head} head): {model.num_params():,} parameters on {rt.describe()}")
 
     def save(metrics: dict | None = None) -> None:
         out.mkdir(parents=True, exist_ok=True)
@@ -281,6 +297,7 @@ def train_frames(
             "resume": {
                 "model": model.state_dict(),
                 "optimizer": opt.state_dict(),
+                "scaler": scaler.state_dict(),
                 "torch_rng": torch.get_rng_state(),
                 "epoch": epoch,
                 "batch": batch_i,
@@ -310,29 +327,28 @@ def train_frames(
     t0 = time.perf_counter()
     model.train()
     bar = training_bar(cfg.steps, step, progress)
+    rate = Throughput(cfg.batch_size * mc.seq_len, step)  # frames per step, padding included
     running = None
     while step < cfg.steps and best["bad"] < PATIENCE:
         plan = batches.plan(epoch)
         while batch_i < len(plan) and step < cfg.steps and best["bad"] < PATIENCE:
-            x, mask = batches.tensors(plan[batch_i])
+            x, mask = (rt.tensor(t) for t in batches.tensors(plan[batch_i]))
             L = mc.seq_len
             while chunk_i * L < x.shape[1] and step < cfg.steps and best["bad"] < PATIENCE:
                 window = slice(chunk_i * L, (chunk_i + 1) * L)
                 xs, ms = x[:, window], mask[:, window]
                 for g in opt.param_groups:
                     g["lr"] = lr_at(step, cfg)
-                nll, carried = model.frame_nll(xs, carried)
-                loss = (nll * ms).sum() / ms.sum()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                opt.step()
+                with rt.autocast():
+                    nll, carried = model.frame_nll(xs, carried)
+                    loss = (nll.float() * ms).sum() / ms.sum()
+                rt.optimize(loss, opt, scaler, model.parameters(), cfg.grad_clip)
                 average.update(model)
                 carried = tuple(h.detach() for h in carried)
                 step += 1
                 chunk_i += 1
                 running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
-                bar.set_postfix(nll=f"{running:.3f}", epoch=epoch)
+                bar.set_postfix(nll=f"{running:.3f}", epoch=epoch, frames_s=f"{rate(step):,.0f}")
                 bar.update()
                 if step % cfg.eval_every == 0 or step == cfg.steps:
                     validate(running)
@@ -360,6 +376,9 @@ def train_frames(
         "stopped": stopped,
         "train_seconds": time.perf_counter() - t0,
         "params": model.num_params(),
+        "frames_per_second": rate.overall(step),
+        "device": str(rt.device),
+        "precision": rt.precision,
     }
     save(metrics)
     write_text(out / "metrics.json", json.dumps(metrics, indent=2), what="metrics")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,18 +28,20 @@ from antiphon.atomic import atomic_file, write_text
 from antiphon.errors import UserError
 from antiphon.models.corpus import SPLITS, Corpus, resolve_corpus
 from antiphon.models.dataset import TokenSplit, cache_root, corpus_cache_key, progress_interval
+from antiphon.models.distributed import Loss, Runtime, Throughput
 from antiphon.models.midi.notes import Grid, Performance, read_performance
 from antiphon.models.nll import Bigram
 from antiphon.models.registry import family
 from antiphon.models.train import (
     TrainConfig,
     bar_log,
-    checkpoint_blob,
     lr_at,
     make_optimizer,
     restore,
     resume_checkpoint,
-    save_atomic,
+    resumed_config,
+    run_on_runtime,
+    save_on_main,
     training_bar,
 )
 
@@ -193,8 +194,11 @@ class NoteWindows:
             w[:, 0] = shifted
         return w
 
-    def batch(self, size: int) -> np.ndarray:
-        return np.stack([self.window() for _ in range(size)])  # (B, block+1, 3)
+    def batch(self, size: int, rows: range | None = None) -> np.ndarray:
+        """``size`` windows drawn, ``rows`` of them kept (a rank's share, as WindowSampler)."""
+        rows = range(size) if rows is None else rows
+        windows = [self.window() for _ in range(size)]
+        return np.stack([w for i, w in enumerate(windows) if i in rows])  # (B, block+1, 3)
 
 
 # -- validation ------------------------------------------------------------------------------
@@ -214,7 +218,8 @@ def evaluate_notes(
         notes = split.piece(i)
         if len(notes) < 2:
             continue
-        p, s, d = features(notes[None], tpq, model.config.max_beats)
+        device = next(model.parameters()).device
+        p, s, d = (t.to(device) for t in features(notes[None], tpq, model.config.max_beats))
         terms = model.loss_terms(p, s, d)
         for k in TERMS:
             sums[k] += float(terms[k]) * (len(notes) - 1)
@@ -247,13 +252,18 @@ def baselines(data: NoteCorpus, tpq: int, max_beats: float, pitches: int) -> dic
 def train_notes(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, log: Any = None):
     """Train ``cfg.arch`` (a notes family) on ``cfg.data``; returns the final metrics."""
     say = log or (lambda msg: None)
+    state = None
+    if resume:
+        state = resume_checkpoint(Path(cfg.out) / "ckpt.pt", say)
+        cfg = resumed_config(state, cfg)
+    return run_on_runtime(_train_notes, cfg, state, say, progress)
+
+
+def _train_notes(cfg: TrainConfig, rt: Runtime, state: dict | None, say: Any, progress: bool):
     fam = family(cfg.arch)
     out = Path(cfg.out)
     ckpt_path = out / "ckpt.pt"
-    state = None
-    if resume:
-        state = resume_checkpoint(ckpt_path, say)
-        cfg = TrainConfig.from_dict({**state["train_config"], "steps": cfg.steps})
+    if state:
         say(f"resuming {ckpt_path} at step {state['step']}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -262,8 +272,9 @@ def train_notes(cfg: TrainConfig, *, resume: bool = False, progress: bool = True
     torch.manual_seed(cfg.seed)
 
     grid = Grid.from_dict(state["grid"]) if state else NOTE_GRID
-    corpus = resolve_corpus(cfg.data, cache_dir=cache_root(), progress=progress)
-    data = read_note_corpus(corpus, grid, cache_root() / "notes", progress=progress)
+    with rt.main_first():  # rank 0 builds the caches, the others read them
+        corpus = resolve_corpus(cfg.data, cache_dir=cache_root(), progress=progress)
+        data = read_note_corpus(corpus, grid, cache_root() / "notes", progress=progress)
     say(
         f"corpus {corpus.name}: {data.summary['pieces']['train']} train / "
         f"{data.summary['pieces']['valid']} valid pieces, "
@@ -273,60 +284,49 @@ def train_notes(cfg: TrainConfig, *, resume: bool = False, progress: bool = True
         raise UserError(f"{cfg.data}: too few readable MIDI files for a train and a valid split")
 
     model_cfg = {**cfg.model, "block_size": cfg.block_size}
-    model = fam.build(state["model_config"] if state else model_cfg)
+    model = fam.build(state["model_config"] if state else model_cfg).to(rt.device)
     opt = make_optimizer(model, cfg)
+    scaler = rt.scaler()
+    rows = rt.rows(cfg.batch_size)
     windows = NoteWindows(data["train"], model.config.block_size, cfg.seed, cfg.transpose, grid)
     step, history = 0, []
     if state:
-        step, history = restore(state, model, opt, windows.rng)
-    say(f"{cfg.arch}: {model.num_params():,} parameters")
+        step, history = restore(state, model, opt, windows.rng, scaler)
+    say(f"{cfg.arch}: {model.num_params():,} parameters on {rt.describe()}")
+    net = rt.wrap(Loss(model, lambda m, *batch: m.loss_terms(*batch)))
 
     def save(metrics: dict | None = None) -> None:
-        out.mkdir(parents=True, exist_ok=True)
-        blob = checkpoint_blob(
-            cfg,
-            model,
-            opt,
-            step,
-            windows.rng,
-            grid=grid.to_dict(),
-            data=data.summary,
-            history=history,
-            metrics=metrics or {},
-        )
-        save_atomic(blob, ckpt_path)
+        fields = {"grid": grid.to_dict(), "data": data.summary, "history": history}
+        save_on_main(rt, ckpt_path, cfg, model, opt, step, windows.rng, scaler, metrics, **fields)
 
     model.train()
     bar = training_bar(cfg.steps, step, progress)
-    notes_per_step = cfg.batch_size * model.config.block_size
-    t_last, step_last = time.perf_counter(), step
+    rate = Throughput(cfg.batch_size * model.config.block_size, step)
     while step < cfg.steps:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
-        p, s, d = features(windows.batch(cfg.batch_size), grid.tpq, model.config.max_beats)
-        terms = model.loss_terms(p, s, d)
-        opt.zero_grad(set_to_none=True)
-        terms["total"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        batch = windows.batch(cfg.batch_size, rows)
+        p, s, d = (rt.tensor(t) for t in features(batch, grid.tpq, model.config.max_beats))
+        with rt.autocast():
+            terms = net(p, s, d)
+        rt.optimize(terms["total"], opt, scaler, model.parameters(), cfg.grad_clip)
         step += 1
-        now = time.perf_counter()
-        rate = notes_per_step * (step - step_last) / max(now - t_last, 1e-9)
-        bar.set_postfix(loss=f"{terms['total'].item():.3f}", notes_s=f"{rate:,.0f}", refresh=False)
+        loss = rt.mean(terms["total"])
+        bar.set_postfix(loss=f"{loss:.3f}", notes_s=f"{rate(step):,.0f}", refresh=False)
         bar.update()
-        if step % 20 == 0:
-            t_last, step_last = now, step
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            v = evaluate_notes(model, data["valid"], grid.tpq, cfg.eval_pieces)
-            history.append(
-                {"step": step, "train_loss": terms["total"].item(), "valid_loss_subset": v["total"]}
-            )
-            bar_log(bar, progress, say)(
-                f"step {step}: train loss {terms['total'].item():.4f}, valid loss {v['total']:.4f} "
-                f"(pitch NLL {v['pitch']:.3f}, step {v['step']:.4f}, duration {v['duration']:.4f})"
-            )
+            if rt.main:
+                v = evaluate_notes(model, data["valid"], grid.tpq, cfg.eval_pieces)
+                history.append({"step": step, "train_loss": loss, "valid_loss_subset": v["total"]})
+                bar_log(bar, progress, say)(
+                    f"step {step}: train loss {loss:.4f}, valid loss {v['total']:.4f} (pitch "
+                    f"NLL {v['pitch']:.3f}, step {v['step']:.4f}, duration {v['duration']:.4f})"
+                )
             save()
     bar.close()
+    if not rt.main:
+        return {}
+    rt.close()  # the end is rank 0's alone: the others have left the loop
 
     say("scoring the whole valid split ...")
     v = evaluate_notes(model, data["valid"], grid.tpq)
@@ -341,6 +341,10 @@ def train_notes(cfg: TrainConfig, *, resume: bool = False, progress: bool = True
         "nll_unit": "nats/note (pitch)",
         "steps": step,
         "params": model.num_params(),
+        "notes_per_second": rate.overall(step),
+        "device": str(rt.device),
+        "precision": rt.precision,
+        "processes": rt.world,
     }
     save(metrics)
     write_text(out / "metrics.json", json.dumps(metrics, indent=2), what="metrics")

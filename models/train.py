@@ -13,7 +13,6 @@ import json
 import math
 import platform
 import random
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -35,6 +34,7 @@ from antiphon.models.dataset import (
     progress_interval,
     tokenize_corpus,
 )
+from antiphon.models.distributed import Loss, Runtime, Throughput, setup
 from antiphon.models.midi.tokenizer import Tokenizer
 from antiphon.models.nll import Bigram, model_nll
 from antiphon.models.registry import family
@@ -62,6 +62,8 @@ class TrainConfig:
     transpose: int = 6  # augmentation: random shift in [-transpose, +transpose] semitones
     seed: int = 1337
     threads: int = 0  # torch threads; 0 = all cores
+    device: str = "auto"  # auto|cpu|cuda|mps (models.distributed)
+    precision: str = "auto"  # auto|fp32|bf16|fp16
     model: dict = field(default_factory=dict)  # overrides of the family's config
 
     def to_dict(self) -> dict:
@@ -71,6 +73,13 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def resumed_config(state: dict, cfg: TrainConfig) -> TrainConfig:
+    """The checkpoint's config with this command's step budget and hardware: a run resumes
+    on another machine, device or precision."""
+    now = {"steps": cfg.steps, "device": cfg.device, "precision": cfg.precision}
+    return TrainConfig.from_dict({**state["train_config"], **now})
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -105,13 +114,15 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
 
 
 def torch_scorer(model: torch.nn.Module):  # type: ignore[no-untyped-def]
+    device = next(model.parameters()).device
+
     @torch.no_grad()
     def score(window: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.asarray(window, dtype=np.int64)).unsqueeze(0)
+        x = torch.from_numpy(np.asarray(window, dtype=np.int64)).unsqueeze(0).to(device)
         if hasattr(model, "log_probs"):  # e.g. an encoder-decoder scores its own way
-            return model.log_probs(x)[0].float().numpy()
+            return model.log_probs(x)[0].float().cpu().numpy()
         logits, _ = model(x)
-        return F.log_softmax(logits[0].float(), dim=-1).numpy()
+        return F.log_softmax(logits[0].float(), dim=-1).cpu().numpy()
 
     return score
 
@@ -178,14 +189,42 @@ def checkpoint_blob(
 
 
 def restore(
-    state: dict, model: Any, opt: torch.optim.Optimizer, rng: np.random.Generator
+    state: dict,
+    model: Any,
+    opt: torch.optim.Optimizer,
+    rng: np.random.Generator,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> tuple[int, list[dict]]:
-    """Resume from a checkpoint_blob: weights, optimizer, RNGs; returns (step, history)."""
+    """Resume from a checkpoint_blob: weights, optimizer, RNGs (and the fp16 loss scale);
+    returns (step, history). The sampler's stream is the data position: it does not depend
+    on the number of processes, so a run resumes under any."""
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
+    if scaler is not None and scaler.is_enabled() and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
     rng.bit_generator.state = state["sampler_rng"]
     torch.set_rng_state(state["torch_rng"])
     return state["step"], state.get("history", [])
+
+
+def save_on_main(
+    rt: Runtime,
+    path: Path,
+    cfg: TrainConfig,
+    model: Any,
+    opt: torch.optim.Optimizer,
+    step: int,
+    rng: np.random.Generator,
+    scaler: torch.amp.GradScaler,
+    metrics: dict | None,
+    **fields: Any,
+) -> None:
+    """A window-trained checkpoint, written by rank 0 while the other ranks wait for it."""
+    if rt.main:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        extra = {**fields, "metrics": metrics or {}, "scaler": scaler.state_dict()}
+        save_atomic(checkpoint_blob(cfg, model, opt, step, rng, **extra), path)
+    rt.barrier()
 
 
 def save_atomic(blob: dict, path: Path) -> None:
@@ -249,7 +288,29 @@ def train(
     state = None
     if resume:
         state = resume_checkpoint(ckpt_path, say)
-        cfg = TrainConfig.from_dict({**state["train_config"], "steps": cfg.steps})
+        cfg = resumed_config(state, cfg)
+    return run_on_runtime(_train_tokens, cfg, state, say, progress)
+
+
+def run_on_runtime(
+    body: Callable[..., dict], cfg: TrainConfig, state: dict | None, say: Any, progress: bool
+) -> dict:
+    """``body(cfg, rt, state, say, progress)`` in this process's Runtime (models.distributed):
+    log lines and the progress bar on rank 0 only; the process group left at the end."""
+    rt = setup(cfg.device, cfg.precision)
+    try:
+        return body(cfg, rt, state, say if rt.main else lambda msg: None, progress and rt.main)
+    finally:
+        rt.close()
+
+
+def _train_tokens(
+    cfg: TrainConfig, rt: Runtime, state: dict | None, say: Any, progress: bool
+) -> dict:
+    fam = family(cfg.arch)
+    out = Path(cfg.out)
+    ckpt_path = out / "ckpt.pt"
+    if state:
         say(f"resuming {ckpt_path} at step {state['step']}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -260,8 +321,9 @@ def train(
     tokenizer = (
         Tokenizer.from_params(state["tokenizer"]) if state else Tokenizer.create(cfg.tokenizer)
     )
-    corpus = resolve_corpus(cfg.data, cache_dir=cache_root(), progress=progress)
-    data = tokenize_corpus(corpus, tokenizer, cache_root() / "tokens", progress=progress)
+    with rt.main_first():  # rank 0 builds the caches, the others map them
+        corpus = resolve_corpus(cfg.data, cache_dir=cache_root(), progress=progress)
+        data = tokenize_corpus(corpus, tokenizer, cache_root() / "tokens", progress=progress)
     say(
         f"corpus {corpus.name}: {data.summary['pieces']['train']} train / "
         f"{data.summary['pieces']['valid']} valid pieces, "
@@ -271,61 +333,50 @@ def train(
         raise UserError(f"{cfg.data}: too few readable MIDI files for a train and a valid split")
 
     model_cfg = {**cfg.model, "vocab_size": len(tokenizer), "block_size": cfg.block_size}
-    model = fam.build(state["model_config"] if state else model_cfg)
+    model = fam.build(state["model_config"] if state else model_cfg).to(rt.device)
     opt = make_optimizer(model, cfg)
+    scaler = rt.scaler()
+    rows = rt.rows(cfg.batch_size)
     sampler = WindowSampler(
         data["train"], cfg.block_size, cfg.seed, pitch_shift_tables(tokenizer.vocab, cfg.transpose)
     )
     step = 0
     history: list[dict] = []
     if state:
-        step, history = restore(state, model, opt, sampler.rng)
-    say(f"{cfg.arch}: {model.num_params():,} parameters")
+        step, history = restore(state, model, opt, sampler.rng, scaler)
+    say(f"{cfg.arch}: {model.num_params():,} parameters on {rt.describe()}")
+    net = rt.wrap(Loss(model, token_loss))
 
     def save(metrics: dict | None = None) -> None:
-        out.mkdir(parents=True, exist_ok=True)
-        blob = checkpoint_blob(
-            cfg,
-            model,
-            opt,
-            step,
-            sampler.rng,
-            tokenizer=tokenizer.to_params(),
-            data=data.summary,
-            history=history,
-            metrics=metrics or {},
-        )
-        save_atomic(blob, ckpt_path)
+        fields = {"tokenizer": tokenizer.to_params(), "data": data.summary, "history": history}
+        save_on_main(rt, ckpt_path, cfg, model, opt, step, sampler.rng, scaler, metrics, **fields)
 
     model.train()
     bar = training_bar(cfg.steps, step, progress)
-    tokens_per_step = cfg.batch_size * cfg.block_size
-    t_last, step_last = time.perf_counter(), step
+    rate = Throughput(cfg.batch_size * cfg.block_size, step)
     while step < cfg.steps:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
-        batch = torch.from_numpy(sampler.batch(cfg.batch_size).astype(np.int64))
+        batch = rt.tensor(sampler.batch(cfg.batch_size, rows).astype(np.int64))
         x, y = batch[:, :-1], batch[:, 1:]
-        loss = token_loss(model, x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        with rt.autocast():
+            loss = net(x, y)
+        rt.optimize(loss, opt, scaler, model.parameters(), cfg.grad_clip)
         step += 1
-        now = time.perf_counter()
-        tps = tokens_per_step * (step - step_last) / max(now - t_last, 1e-9)
-        bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tps:,.0f}", refresh=False)
+        loss_value = rt.mean(loss)
+        bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{rate(step):,.0f}", refresh=False)
         bar.update()
-        if step % 20 == 0:
-            t_last, step_last = now, step
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            nll, _ = evaluate(model, data, cfg.block_size, cfg.eval_pieces)
-            history.append({"step": step, "train_loss": loss.item(), "valid_nll_subset": nll})
-            bar_log(bar, progress, say)(
-                f"step {step}: train loss {loss.item():.4f}, valid NLL/token {nll:.4f}"
-            )
+            if rt.main:
+                nll, _ = evaluate(model, data, cfg.block_size, cfg.eval_pieces)
+                history.append({"step": step, "train_loss": loss_value, "valid_nll_subset": nll})
+                bar_log(bar, progress, say)(
+                    f"step {step}: train loss {loss_value:.4f}, valid NLL/token {nll:.4f}"
+                )
             save()
     bar.close()
+    if not rt.main:
+        return {}
 
     say("scoring the whole valid split ...")
     valid_nll, n_valid = evaluate(model, data, cfg.block_size, None)
@@ -338,7 +389,13 @@ def train(
         "bigram_alpha": alpha,
         "steps": step,
         "params": model.num_params(),
+        "tokens_per_second": rate.overall(step),
+        "device": str(rt.device),
+        "precision": rt.precision,
+        "processes": rt.world,
     }
+    if rt.distributed:  # the end is rank 0's alone: the others have left the loop
+        rt.close()
     save(metrics)
     write_text(out / "metrics.json", json.dumps(metrics, indent=2), what="metrics")
     say(

@@ -37,3 +37,11 @@ def export_verified(ckpt: Path, out: Path) -> tuple[Path, Any]:
 
     done = export_model(ckpt, out)
     return done.path, done.graph
+
+
+def tiny_training(corpus: Path, out: Path, steps: int, **kw: Any) -> Any:
+    """A TrainConfig for a few seconds of training on one CPU thread (``kw`` overrides)."""
+    from antiphon.models.train import TrainConfig
+
+    base = {"batch_size": 4, "block_size": 64, "warmup": 2, "eval_pieces": 1, "threads": 1}
+    return TrainConfig(data=str(corpus), out=str(out), steps=steps, device="cpu", **{**base, **kw})

@@ -52,6 +52,7 @@ def answer_to(player: Player, pitches=(60, 64, 67, 72), timeout: float = 4.0) ->
 def test_a_phrase_gets_a_response_after_the_silence(live) -> None:
     daemon, player = live
     assert "ready" in daemon.ready_line and f"{daemon.name}:in" in daemon.ready_line
+    assert " provider=" in daemon.ready_line  # onnxruntime's, cpu or cuda
     t_off, first = answer_to(player)
     assert first, "no answer"
     # not before the silence has run (JACK may move a message by up to a period)

@@ -1,0 +1,153 @@
+"""Device, precision and sharding choices of models.distributed, without a GPU.
+
+This machine has no GPU: CUDA and MPS are passed in as present or absent, so every choice
+and every error a user can meet is checked; what needs CUDA itself (NCCL, GPU autocast,
+the loss scaler at work) is not run here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from antiphon.errors import UserError  # noqa: E402
+from antiphon.models.dataset import TokenSplit, WindowSampler  # noqa: E402
+from antiphon.models.distributed import (  # noqa: E402
+    Runtime,
+    autocast_dtype,
+    launch_env,
+    resolve_device,
+    resolve_precision,
+    setup,
+)
+from antiphon.models.train import TrainConfig  # noqa: E402
+from tests.checkpoints import tiny_training  # noqa: E402
+
+CPU, CUDA0 = torch.device("cpu"), torch.device("cuda", 0)
+
+
+def test_auto_takes_cuda_then_mps_then_the_cpu() -> None:
+    assert resolve_device("auto", cuda=True, mps=True, gpus=1) == CUDA0
+    assert resolve_device("auto", cuda=False, mps=True) == torch.device("mps")
+    assert resolve_device("auto", cuda=False, mps=False) == CPU
+    assert resolve_device("cpu", cuda=True, mps=True) == CPU
+
+
+def test_each_torchrun_process_takes_the_gpu_of_its_local_rank() -> None:
+    assert resolve_device("cuda", local_rank=3, cuda=True, gpus=4) == torch.device("cuda", 3)
+    with pytest.raises(UserError, match="process 4 of this node has no GPU of its own"):
+        resolve_device("cuda", local_rank=4, cuda=True, gpus=4)
+
+
+def test_a_device_asked_for_and_missing_is_one_line_naming_the_fix() -> None:
+    with pytest.raises(UserError, match=r"torch sees no CUDA GPU.*--device cpu"):
+        resolve_device("cuda", cuda=False)
+    with pytest.raises(UserError, match="no Apple MPS backend"):
+        resolve_device("mps", mps=False)
+    with pytest.raises(UserError, match="expected one of auto, cpu, cuda, mps"):
+        resolve_device("tpu")
+
+
+def test_auto_precision_is_bf16_or_fp16_on_a_gpu_and_fp32_elsewhere() -> None:
+    assert resolve_precision("auto", CUDA0, bf16=True) == "bf16"
+    assert resolve_precision("auto", CUDA0, bf16=False) == "fp16"
+    assert resolve_precision("auto", CPU) == "fp32"
+    assert resolve_precision("auto", torch.device("mps")) == "fp32"
+    assert resolve_precision("fp16", CUDA0, bf16=True) == "fp16"
+    assert resolve_precision("bf16", CPU) == "bf16"
+
+
+def test_a_precision_the_device_lacks_is_one_line() -> None:
+    with pytest.raises(UserError, match="fp16 needs a GPU"):
+        resolve_precision("fp16", CPU)
+    with pytest.raises(UserError, match="this GPU has no bfloat16; use fp16"):
+        resolve_precision("bf16", CUDA0, bf16=False)
+    with pytest.raises(UserError, match="expected one of"):
+        resolve_precision("fp8", CPU)
+
+
+def test_autocast_runs_in_the_chosen_dtype_and_only_fp16_scales_the_loss() -> None:
+    assert autocast_dtype("fp32") is None
+    assert autocast_dtype("bf16") is torch.bfloat16
+    assert autocast_dtype("fp16") is torch.float16
+    rt = Runtime(CPU, "bf16")
+    lin = torch.nn.Linear(4, 4)
+    with rt.autocast():
+        assert lin(torch.ones(2, 4)).dtype is torch.bfloat16
+    with Runtime(CPU, "fp32").autocast():
+        assert lin(torch.ones(2, 4)).dtype is torch.float32
+    assert not rt.scaler().is_enabled()
+
+
+def test_torchrun_environment_is_read_and_a_plain_run_is_one_process() -> None:
+    assert launch_env({}) == (0, 1, 0)
+    assert launch_env({"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1"}) == (5, 8, 1)
+    rt = setup("cpu", "auto", env={})
+    assert (rt.main, rt.distributed, rt.precision) == (True, False, "fp32")
+    assert rt.describe() == "cpu (fp32)"
+
+
+def test_the_global_batch_splits_into_equal_contiguous_shares() -> None:
+    shares = [Runtime(CPU, "fp32", rank=r, world=4).rows(8) for r in range(4)]
+    assert [list(s) for s in shares] == [[0, 1], [2, 3], [4, 5], [6, 7]]
+    with pytest.raises(UserError, match=r"--batch-size 6 .* over 4 processes"):
+        Runtime(CPU, "fp32", rank=0, world=4).rows(6)
+
+
+def test_each_rank_reads_its_rows_of_the_windows_one_process_draws() -> None:
+    tokens = np.arange(5000, dtype=np.int32) % 97
+    split = TokenSplit(tokens, np.asarray([0, 2000, 5000]))
+    whole = WindowSampler(split, 32, 7, None)
+    parts = [WindowSampler(split, 32, 7, None) for _ in range(2)]
+    for _ in range(3):
+        full = whole.batch(6)
+        got = np.concatenate([p.batch(6, range(3 * r, 3 * r + 3)) for r, p in enumerate(parts)])
+        np.testing.assert_array_equal(full, got)
+    # every rank stays at the same place in the stream: a checkpoint of rank 0 fits any rank
+    assert parts[0].rng.bit_generator.state == whole.rng.bit_generator.state
+
+
+def test_resuming_takes_this_commands_device_and_precision() -> None:
+    from antiphon.models.train import resumed_config
+
+    state = {"train_config": TrainConfig(device="cuda", precision="fp16", steps=5).to_dict()}
+    cfg = resumed_config(state, TrainConfig(device="cpu", precision="fp32", steps=9))
+    assert (cfg.device, cfg.precision, cfg.steps) == ("cpu", "fp32", 9)
+
+
+@pytest.mark.parametrize("arch", ["transformer", "token-gru", "note-rnn", "pianoroll-gru"])
+def test_every_family_trains_in_bf16_autocast_and_reports_its_throughput(
+    arch: str, synth_corpus: Path, tmp_path: Path
+) -> None:
+    from antiphon.models.train import train
+
+    small = {
+        "transformer": {"n_layer": 1, "n_embd": 32, "n_head": 2},
+        "token-gru": {"n_layer": 1, "n_embd": 32, "n_hidden": 32},
+        "note-rnn": {},
+        "pianoroll-gru": {},
+    }[arch]
+    cfg = tiny_training(
+        synth_corpus, tmp_path / arch, 3, arch=arch, batch_size=2, block_size=32, warmup=1,
+        eval_every=3, precision="bf16", model=small,
+    )  # fmt: skip
+    result = train(cfg, progress=False)
+    assert result["precision"] == "bf16" and result["device"] == "cpu"
+    assert np.isfinite(result["valid_nll"])
+    rate = [k for k in result if k.endswith("_per_second")]
+    assert rate and result[rate[0]] > 0
+
+
+def test_the_piano_roll_families_refuse_torchrun_in_one_line(
+    synth_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from antiphon.models.train import train
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    cfg = TrainConfig(arch="pianoroll-gru", data=str(synth_corpus), out=str(tmp_path))
+    with pytest.raises(UserError, match="pianoroll-gru trains in one process"):
+        train(cfg, progress=False)
