@@ -541,14 +541,21 @@ class RtMidiInput(MidiInput):
         ends it within ``keepalive`` and ``split_stream`` recovers what came meanwhile.
         (ALSA's backend reads typed events and has no such state.)"""
         rtmidi = _rtmidi()
-        keeper = rtmidi.MidiOut(_api("jack"), name=f"{client}-keepalive")
-        try:
-            names = keeper.get_ports()
-            keeper.open_port(names.index(self._port.name), "out")
-        except (ValueError, rtmidi.RtMidiError) as e:
-            keeper.delete()
-            log.warning("MIDI input: no keep-alive for broken sysex (%s)", e)
-            return None
+        keeper = None
+        for attempt in range(2):
+            try:
+                keeper = rtmidi.MidiOut(_api("jack"), name=f"{client}-keepalive")
+                names = keeper.get_ports()
+                keeper.open_port(names.index(self._port.name), "out")
+                break
+            except Exception as e:  # optional: the input works without it
+                if keeper is not None:
+                    keeper.delete()
+                    keeper = None
+                if attempt:
+                    log.warning("MIDI input: no keep-alive against broken sysex (%s)", e)
+                    return None
+                time.sleep(JACK_SETTLE_SECONDS)
         return keeper
 
     def heard_after(self, t: float) -> float:

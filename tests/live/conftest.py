@@ -11,6 +11,7 @@ server is fragile: a client killed mid-test can leave it slow for everyone.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -70,3 +71,29 @@ def jack_server() -> Iterator[None]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+SILENCE = 0.3  # the daemon's --silence-ms in the end-to-end tests, in seconds
+_names = itertools.count()
+
+
+@pytest.fixture
+def live(jack_server, trained_onnx, request, tmp_path):  # type: ignore[no-untyped-def]
+    """A daemon on the trained tiny model plus a player playing into it. Extra CLI
+    arguments come from ``daemon_args`` markers (the module's, then the test's); an
+    argument ``@name`` is a file of that name in the test's tmp_path."""
+    from antiphon.live.harness import DaemonProcess, Player
+
+    args = [a for m in reversed(list(request.node.iter_markers("daemon_args"))) for a in m.args]
+    extra = [str(tmp_path / a[1:]) if a.startswith("@") else a for a in args]
+    name = f"antiphon-t{next(_names)}"
+    daemon = DaemonProcess(
+        ["--model", str(trained_onnx), "--silence-ms", str(SILENCE * 1000), "--seed", "3", *extra],
+        name=name,
+    )
+    player = Player(daemon_name=name, client=name + "-kbd")
+    try:
+        yield daemon, player
+    finally:
+        daemon.kill()
+        player.close()

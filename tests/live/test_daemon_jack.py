@@ -4,41 +4,18 @@ never about how fast (``antiphon bench --live`` measures that)."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import signal
 import threading
 import time
-from collections.abc import Iterator
 
 import mido
 import pytest
 
-from antiphon.live.harness import DaemonProcess, Player
+from antiphon.live.harness import Player
+from tests.live.conftest import SILENCE
 
 pytestmark = pytest.mark.jack
-SILENCE = 0.3
-_names = itertools.count()
-
-
-@pytest.fixture
-def live(jack_server, trained_onnx, request, tmp_path) -> Iterator[tuple[DaemonProcess, Player]]:
-    """A daemon on the trained tiny model plus a player; extra CLI args via a marker."""
-    marker = request.node.get_closest_marker("daemon_args")
-    extra = [
-        str(tmp_path / a[1:]) if a.startswith("@") else a for a in (marker.args if marker else [])
-    ]
-    name = f"antiphon-t{next(_names)}"
-    daemon = DaemonProcess(
-        ["--model", str(trained_onnx), "--silence-ms", str(SILENCE * 1000), "--seed", "3", *extra],
-        name=name,
-    )
-    player = Player(daemon_name=name, client=name + "-kbd")
-    try:
-        yield daemon, player
-    finally:
-        daemon.kill()
-        player.close()
 
 
 def answer_to(player: Player, pitches=(60, 64, 67, 72), timeout: float = 4.0) -> tuple[float, list]:

@@ -5,11 +5,9 @@ about how fast: ``antiphon bench --live`` measures that."""
 
 from __future__ import annotations
 
-import itertools
 import random
 import signal
 import time
-from collections.abc import Iterator
 
 import mido
 import pytest
@@ -17,39 +15,9 @@ import pytest
 from antiphon.live.harness import DaemonProcess, Player
 from antiphon.live.livebench import Tap, _play
 from antiphon.live.material import Material
+from tests.live.conftest import SILENCE
 
-pytestmark = pytest.mark.jack
-SILENCE = 0.3
-_names = itertools.count()
-
-
-@pytest.fixture
-def live(jack_server, trained_onnx, request, tmp_path) -> Iterator[tuple[DaemonProcess, Player]]:
-    marker = request.node.get_closest_marker("daemon_args")
-    extra = [
-        str(tmp_path / a[1:]) if a.startswith("@") else a for a in (marker.args if marker else [])
-    ]
-    name = f"antiphon-s{next(_names)}"
-    daemon = DaemonProcess(
-        [
-            "--model",
-            str(trained_onnx),
-            "--silence-ms",
-            str(SILENCE * 1000),
-            "--seed",
-            "3",
-            "--max-response",
-            "2",
-            *extra,
-        ],
-        name=name,
-    )
-    player = Player(daemon_name=name, client=name + "-kbd")
-    try:
-        yield daemon, player
-    finally:
-        daemon.kill()
-        player.close()
+pytestmark = [pytest.mark.jack, pytest.mark.daemon_args("--max-response", "2")]
 
 
 def answered(player: Player, pitches=(60, 64, 67, 72), timeout: float = 4.0) -> bool:
@@ -128,19 +96,18 @@ def test_after_a_flood_the_next_phrase_is_answered_and_recorded(live, tmp_path) 
     assert not [line for line in daemon.stderr_lines if "dropped" in line]
 
 
-def test_a_lost_note_off_does_not_silence_the_next_phrase(live) -> None:
-    daemon, player = live
-    player.send([0x90, 40, 90])  # its note-off never comes
-    time.sleep(0.4)
-    assert answered(player)
-    assert answered(player, (62, 65))
-    no_traceback(daemon)
+LOST = {
+    "note-off": [[0x90, 40, 90]],  # a key whose note-off never comes
+    "pedal-up": [[0xB0, 64, 127], [0x90, 50, 80], [0x80, 50, 0]],  # a pedal never lifted
+}
 
 
-def test_a_lost_pedal_up_does_not_silence_the_next_phrase(live) -> None:
+@pytest.mark.parametrize("lost", sorted(LOST))
+def test_a_lost_note_off_or_pedal_up_does_not_silence_the_next_phrase(live, lost) -> None:
     daemon, player = live
-    player.send([0xB0, 64, 127])  # the pedal goes down and its pedal-up is lost
-    player.phrase((50, 53))
+    for msg in LOST[lost]:
+        player.send(msg)
+        time.sleep(0.1)
     time.sleep(0.4)
     assert answered(player)
     assert answered(player, (62, 65))
