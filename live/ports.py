@@ -526,11 +526,14 @@ class RtMidiInput(MidiInput):
             now = self._now()
             if heard:
                 quiet_since = now
-            if self._keeper is not None and now - probed >= self.keepalive:
+            fast = now - quiet_since < self.idle_after or (self._busy is not None and self._busy())
+            # While quiet, less often: a broken sysex then delays only the first notes after
+            # it (by at most the idle interval), and an idle daemon wakes less.
+            every = self.keepalive if fast else max(self.keepalive or 0.0, IDLE_KEEPALIVE)
+            if self._keeper is not None and now - probed >= every:
                 probed = now
                 with contextlib.suppress(Exception):
                     self._keeper.send_message(KEEPALIVE)
-            fast = now - quiet_since < self.idle_after or (self._busy is not None and self._busy())
             self._stop.wait(self.poll if fast else self.idle_poll)
 
     def _open_keeper(self, client: str) -> Any:
@@ -589,6 +592,7 @@ class RtMidiInput(MidiInput):
 
 
 KEEPALIVE = [0xF0, 0x7D, 0x61, 0x6E, 0xF7]  # a sysex for non-commercial use: "an"
+IDLE_KEEPALIVE = 0.05  # seconds between keep-alives while nothing is played or sounding
 
 
 def jack_period() -> float | None:

@@ -43,6 +43,7 @@ class Recorder:
         self._lock = threading.Lock()  # the event lists (input thread vs saver)
         self._encode_lock = threading.Lock()  # the encoded tracks (saver vs final write)
         self._tracks = {name: _EncodedTrack() for name in TRACKS}
+        self._note_ons = dict.fromkeys(TRACKS, 0)
         self._origin: float | None = None
         self.version = 0  # events added so far: a saver writes only when it moved
         self._saver: _Saver | None = None
@@ -52,17 +53,20 @@ class Recorder:
             with self._lock:
                 self._events[track].append((t, list(data)))
                 self.version += 1
+                self._note_ons[track] += data[0] & 0xF0 == 0x90 and data[2] > 0
 
     def notes(self, track: str) -> int:
         with self._lock:
-            return sum(1 for _, d in self._events[track] if d[0] & 0xF0 == 0x90 and d[2] > 0)
+            return self._note_ons[track]
 
     def to_bytes(self, end: float) -> bytes:
         """The session until ``end`` as a standard MIDI file (type 1: tempo, then a track per
         source), keys and pedal still down released at ``end``."""
         with self._encode_lock:
             with self._lock:
-                new = {k: v[self._tracks[k].count :] for k, v in self._events.items()}
+                # What is encoded is not kept twice: an hour's session (floods included)
+                # holds a few bytes a message, not a Python list each.
+                new, self._events = self._events, {name: [] for name in TRACKS}
             if self._origin is None:
                 starts = [t for v in new.values() for t, _ in v]
                 self._origin = min(starts, default=None)

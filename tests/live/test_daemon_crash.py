@@ -15,7 +15,7 @@ import pytest
 
 from antiphon.atomic import read_lines
 from antiphon.live.recorder import SAVE_INTERVAL
-from tests.live.test_daemon_jack import answer_to, live  # noqa: F401  (the fixture)
+from tests.live.test_daemon_jack import answer_to
 
 pytestmark = pytest.mark.jack
 PHRASES = [
@@ -27,7 +27,7 @@ PHRASES = [
 
 
 @pytest.mark.daemon_args("--record", "@rec.mid", "--stats", "@stats.jsonl", "--max-response", "2")
-def test_kill_9_mid_session_leaves_the_recording_and_the_stats(live, tmp_path) -> None:  # noqa: F811
+def test_kill_9_mid_session_leaves_the_recording_and_the_stats(live, tmp_path) -> None:
     daemon, player = live
     rec, stats = tmp_path / "rec.mid", tmp_path / "stats.jsonl"
     for pitches in PHRASES:  # 40 notes played, each phrase answered
@@ -59,7 +59,7 @@ BLOCKED = f"{__file__}/rec.mid"
 
 
 @pytest.mark.daemon_args("--record", BLOCKED)
-def test_an_unwritable_recording_is_said_once_and_the_daemon_plays_on(live) -> None:  # noqa: F811
+def test_an_unwritable_recording_is_said_once_and_the_daemon_plays_on(live) -> None:
     daemon, player = live
     for pitches in PHRASES[:3]:
         _t_off, first = answer_to(player, pitches)
