@@ -1,0 +1,193 @@
+"""MuseGAN (Dong et al. 2018), the hybrid model: multi-track piano rolls from latents, WGAN-GP.
+
+A sample is ``tracks x bars x steps x pitches`` (the four voices of a chorale as tracks; 4
+bars of 4 beats, 12 steps a beat, 48 pitches from C2 by default — published: 5 tracks, 96
+steps a bar, 84 pitches). The hybrid generator takes four latents: one shared by the tracks
+and one per track (inter- and intra-track), each both time-independent and, through a
+temporal generator, one vector per bar. A private bar generator per track (2-D transposed
+convolutions over time x pitch: a 3-D generator over bars too cost several times as much
+on a CPU, and the temporal generator already gives each bar its own input) turns its
+bar's vectors into that bar's roll.
+
+Accompaniment ("track-conditional" MuseGAN): a bar encoder reads the given track's roll
+(the player's line) and its features join every track's input; with ``given = 0`` the
+model generates from scratch. Training mixes both (``accompany_rate``); in a conditioned
+batch the critic sees the real given track in place of the generated one.
+
+The critic (``Critic``, trained beside the generator, not exported): per bar, 2-D
+convolutions over time x pitch with the tracks as channels, then a dense layer over the
+bars' features; the WGAN-GP loss (``gp_weight``, ``critic_steps``
+critic updates per generator update). The generator outputs key probabilities: drawing
+or thresholding notes from them is the caller's (``live.musegan_voice``), as is drawing
+the latents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import nn
+
+
+@dataclass
+class MuseGANConfig:
+    tracks: int = 4
+    bars: int = 4
+    beats_per_bar: int = 4
+    steps_per_beat: int = 12
+    pitch_lo: int = 36
+    n_pitches: int = 48  # published: 84
+    z_size: int = 32  # each of the four latents
+    g_channels: int = 32  # the bar generator's widest layer (sized for 2 cores)
+    d_channels: int = 16  # the critic's first layer, doubling with each halving
+    condition: int = 32  # features of the given track, per bar
+    gp_weight: float = 10.0
+    critic_steps: int = 5
+    accompany_track: int = 0  # the track the player plays (0: the top voice)
+    accompany_rate: float = 0.5  # share of training batches conditioned on the real track
+
+    @property
+    def steps(self) -> int:
+        return self.beats_per_bar * self.steps_per_beat
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> MuseGANConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def _ups(steps: int, pitches: int) -> int:
+    """How many stride-2 layers take (steps, pitches) down to a small seed: both must halve
+    evenly that many times."""
+    n = 0
+    while steps % 2 == 0 and pitches % 2 == 0 and min(steps, pitches) > 4 and n < 4:
+        steps, pitches, n = steps // 2, pitches // 2, n + 1
+    return n
+
+
+class BarGenerator(nn.Module):
+    """(N, features) -> (N, steps, pitches) logits of one track's bar."""
+
+    def __init__(self, c: MuseGANConfig, features: int) -> None:
+        super().__init__()
+        self.n = _ups(c.steps, c.n_pitches)
+        self.seed = (c.steps >> self.n, c.n_pitches >> self.n)
+        ch = [max(c.g_channels >> i, 8) for i in range(self.n)] + [1]
+        self.fc = nn.Sequential(nn.Linear(features, ch[0] * self.seed[0] * self.seed[1]), nn.ReLU())
+        layers: list[nn.Module] = []
+        for i in range(self.n):
+            layers.append(nn.ConvTranspose2d(ch[i], ch[i + 1], 4, stride=2, padding=1))
+            if i < self.n - 1:
+                layers.append(nn.ReLU())  # no BatchNorm: the same bar in training and export
+        self.net = nn.Sequential(*layers)
+        self.ch0 = ch[0]
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        x = self.fc(v).view(v.shape[0], self.ch0, *self.seed)
+        return self.net(x).squeeze(1)
+
+
+class BarEncoder(nn.Module):
+    """(N, in_channels, steps, pitches) -> (N, out) features of a bar (the critic's and the
+    condition encoder's first stage)."""
+
+    def __init__(self, c: MuseGANConfig, in_channels: int, width: int, out: int) -> None:
+        super().__init__()
+        n = _ups(c.steps, c.n_pitches)
+        ch = [in_channels] + [width << i for i in range(n)]
+        layers: list[nn.Module] = []
+        for i in range(n):
+            layers += [nn.Conv2d(ch[i], ch[i + 1], 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+        self.net = nn.Sequential(*layers)
+        self.fc = nn.Linear(ch[-1] * (c.steps >> n) * (c.n_pitches >> n), out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.net(x).flatten(1))
+
+
+class MuseGAN(nn.Module):
+    """The generator (the exported model; the critic is ``Critic``, training's alone)."""
+
+    def __init__(self, config: MuseGANConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        Z, bars = c.z_size, c.bars
+        self.temporal_shared = nn.Sequential(nn.Linear(Z, bars * Z), nn.ReLU())
+        self.temporal_private = nn.ModuleList(
+            nn.Sequential(nn.Linear(Z, bars * Z), nn.ReLU()) for _ in range(c.tracks)
+        )
+        self.condition_encoder = BarEncoder(c, 1, 8, c.condition)
+        features = 4 * Z + c.condition + 1
+        self.generators = nn.ModuleList(BarGenerator(c, features) for _ in range(c.tracks))
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(
+        self,
+        z_shared: torch.Tensor,  # (B, Z) inter-track, time-independent
+        z_shared_t: torch.Tensor,  # (B, Z) inter-track, through the temporal generator
+        z_private: torch.Tensor,  # (B, tracks, Z) intra-track, time-independent
+        z_private_t: torch.Tensor,  # (B, tracks, Z) intra-track, temporal
+        condition: torch.Tensor,  # (B, bars, steps, pitches) the given track's roll
+        given: torch.Tensor,  # (B,) 1: accompany ``condition``, 0: from scratch
+    ) -> torch.Tensor:
+        """Key probabilities (B, tracks, bars, steps, pitches)."""
+        c = self.config
+        B, Z, bars = z_shared.shape[0], c.z_size, c.bars
+        shared_t = self.temporal_shared(z_shared_t).view(B, bars, Z)
+        cond = self.condition_encoder(condition.reshape(B * bars, 1, c.steps, c.n_pitches))
+        flag = given.view(B, 1, 1).expand(B, bars, 1)
+        cond = cond.view(B, bars, c.condition) * flag  # (B, bars, C); nothing when not given
+        outs = []
+        for t, (temporal, gen) in enumerate(zip(self.temporal_private, self.generators)):
+            private_t = temporal(z_private_t[:, t]).view(B, bars, Z)
+            v = torch.cat(
+                (
+                    z_shared.unsqueeze(1).expand(B, bars, Z),
+                    shared_t,
+                    z_private[:, t].unsqueeze(1).expand(B, bars, Z),
+                    private_t,
+                    cond,
+                    flag,
+                ),
+                dim=-1,
+            )  # (B, bars, 4Z + C + 1)
+            outs.append(gen(v.reshape(B * bars, -1)).view(B, bars, c.steps, c.n_pitches))
+        return torch.sigmoid(torch.stack(outs, dim=1))
+
+    def latents(self, batch: int, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        c = self.config
+        shapes = [(batch, c.z_size), (batch, c.z_size), (batch, c.tracks, c.z_size),
+                  (batch, c.tracks, c.z_size)]  # fmt: skip
+        return [torch.randn(s, generator=generator) for s in shapes]
+
+
+class Critic(nn.Module):
+    """Per bar, 2-D convolutions over time x pitch with the tracks as channels; a dense
+    layer over the bars' features gives the WGAN score."""
+
+    def __init__(self, config: MuseGANConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        self.bars = BarEncoder(c, c.tracks, c.d_channels, 64)
+        self.out = nn.Sequential(nn.LeakyReLU(0.2), nn.Linear(c.bars * 64, 1))
+
+    def forward(self, rolls: torch.Tensor) -> torch.Tensor:
+        """(B, tracks, bars, steps, pitches) in [0, 1] -> (B,) scores."""
+        c = self.config
+        B = rolls.shape[0]
+        x = rolls.transpose(1, 2).reshape(B * c.bars, c.tracks, c.steps, c.n_pitches)
+        return self.out(self.bars(x).view(B, -1)).squeeze(-1)
+
+
+def gradient_penalty(critic: Critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """WGAN-GP: (||grad D(x)|| - 1)^2 at random points between real and fake samples."""
+    a = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device)
+    x = (a * real + (1 - a) * fake).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+    return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()

@@ -1,0 +1,301 @@
+"""Training MuseGAN: phrases of four voices, WGAN-GP, the log of losses and diversity.
+
+Every file of the corpus is read as ``tracks`` voices (``models.midi.multitrack``) on a grid
+of ``steps_per_beat`` steps, cut into phrases of ``bars`` bars starting on every bar, and
+transposed at random. Each step: ``critic_steps`` critic updates (the WGAN loss plus the
+gradient penalty) and one generator update; a share ``accompany_rate`` of the batches is
+conditioned on the real given track, which then replaces the generated one before the
+critic sees it. Adam at the paper's betas (0.5, 0.9), the shared warmup and cosine schedule.
+
+Every ``eval_every`` steps the D and G losses and the diversity of 32 fixed-seed phrases
+(``models.diversity``, beside the training data's) go to ``OUT/gan-log.json`` and its
+plot; at the end MuseGAN's metrics of 64 generated phrases and of 64 training phrases
+(``models.rollmetrics``) go to ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from antiphon.atomic import atomic_file, write_text
+from antiphon.errors import UserError
+from antiphon.models.corpus import Corpus, resolve_corpus
+from antiphon.models.dataset import cache_root, corpus_cache_key, progress_interval
+from antiphon.models.distributed import launch_env, setup
+from antiphon.models.diversity import diversity
+from antiphon.models.gan import PairOptimizer
+from antiphon.models.gan_log import GanLog
+from antiphon.models.midi.multitrack import phrase_rolls, voices
+from antiphon.models.midi.notes import Grid
+from antiphon.models.musegan import Critic, MuseGAN, gradient_penalty
+from antiphon.models.registry import family
+from antiphon.models.rollmetrics import roll_metrics
+from antiphon.models.train import (
+    CHECKPOINT_FORMAT,
+    TrainConfig,
+    lr_at,
+    resume_checkpoint,
+    resumed_config,
+    save_atomic,
+    training_bar,
+    versions,
+)
+
+_CACHE_FORMAT = 1
+SAMPLES = 32  # phrases per diversity point
+METRIC_SAMPLES = 64
+
+
+@dataclass
+class Phrases:
+    train: np.ndarray  # (N, tracks, bars, steps, pitches) uint8
+    valid: np.ndarray
+    summary: dict
+
+
+def _piece(args: tuple[str, dict]) -> np.ndarray | None:
+    path, c = args
+    try:
+        parts = voices(path, Grid(tpq=c["steps_per_beat"]), c["tracks"])
+    except Exception:  # an unreadable file is skipped and counted, never fatal
+        return None
+    bar = c["beats_per_bar"] * c["steps_per_beat"]
+    return phrase_rolls(parts, c["bars"], bar, c["pitch_lo"], c["n_pitches"])
+
+
+def read_phrases(corpus: Corpus, config: Any, *, progress: bool = True) -> Phrases:
+    keys = ("tracks", "bars", "beats_per_bar", "steps_per_beat", "pitch_lo", "n_pitches")
+    setting = {k: getattr(config, k) for k in keys}
+    key = corpus_cache_key(corpus, f"multitrack/{_CACHE_FORMAT}", json.dumps(setting))
+    cache = cache_root() / "multitrack" / f"phrases-{key}.npz"
+    if cache.exists():
+        z = np.load(cache)
+        return Phrases(z["train"], z["valid"], json.loads(bytes(z["meta"]).decode()))
+    from tqdm import tqdm
+
+    splits, failed = {}, 0
+    shape = (0, config.tracks, config.bars, config.steps, config.n_pitches)
+    for split in ("train", "valid"):
+        jobs = [(str(p), setting) for p in corpus.split(split)]
+        bar = tqdm(total=len(jobs), desc=f"reading {split}", unit="file", disable=not progress,
+                   mininterval=progress_interval())  # fmt: skip
+        workers = min(os.cpu_count() or 1, 4)
+        if len(jobs) >= 16 and workers > 1:
+            with ProcessPoolExecutor(workers) as pool:
+                results = list(pool.map(_piece, jobs, chunksize=8))
+        else:
+            results = [_piece(j) for j in jobs]
+        pieces = []
+        for r in results:
+            bar.update()
+            if r is None:
+                failed += 1
+            elif len(r):
+                pieces.append(r)
+        bar.close()
+        splits[split] = np.concatenate(pieces) if pieces else np.zeros(shape, dtype=np.uint8)
+    summary = {**corpus.summary(), "unreadable": failed,
+               "phrases": {k: len(v) for k, v in splits.items()}}  # fmt: skip
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(cache, what="multitrack cache") as f:
+        np.savez(f, train=splits["train"], valid=splits["valid"],
+                 meta=np.frombuffer(json.dumps(summary).encode(), dtype=np.uint8))  # fmt: skip
+    return Phrases(splits["train"], splits["valid"], summary)
+
+
+def transposed(batch: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Each phrase moved by its shift along pitch where nothing falls off the range."""
+    out = batch.copy()
+    for i, k in enumerate(shifts):
+        keys = np.flatnonzero(batch[i].any(axis=(0, 1, 2)))
+        if k and keys.size and keys[0] + k >= 0 and keys[-1] + k < batch.shape[-1]:
+            out[i] = np.roll(batch[i], int(k), axis=-1)
+    return out
+
+
+@torch.no_grad()
+def generate(model: MuseGAN, n: int, seed: int, condition: np.ndarray | None = None) -> np.ndarray:
+    """(n, tracks, bars, steps, pitches) bool phrases, keys over 1/2, from seeded latents."""
+    was = model.training
+    model.eval()
+    c = model.config
+    g = torch.Generator().manual_seed(seed)
+    cond = torch.zeros(n, c.bars, c.steps, c.n_pitches)
+    given = torch.zeros(n)
+    if condition is not None:
+        cond, given = torch.from_numpy(condition.astype(np.float32)), torch.ones(n)
+    probs = model(*model.latents(n, g), cond, given)
+    model.train(was)
+    return (probs > 0.5).numpy()
+
+
+def _flat(rolls: np.ndarray) -> np.ndarray:
+    """(N, tracks, bars, steps, pitches) -> (N, bars * steps, tracks * pitches) for diversity."""
+    N, T, bars, steps, P = rolls.shape
+    return rolls.transpose(0, 2, 3, 1, 4).reshape(N, bars * steps, T * P)
+
+
+def train_musegan(
+    cfg: TrainConfig, *, resume: bool = False, progress: bool = True, log: Any = None
+):
+    say = log or (lambda msg: None)
+    out = Path(cfg.out)
+    ckpt_path = out / "ckpt.pt"
+    state = None
+    if resume:
+        state = resume_checkpoint(ckpt_path, say)
+        cfg = resumed_config(state, cfg)
+        say(f"resuming {ckpt_path} at step {state['step']}")
+    if launch_env()[1] > 1:
+        raise UserError(f"{cfg.arch} trains in one process; run it without torchrun")
+    rt = setup(cfg.device, cfg.precision)
+    torch.set_num_threads(cfg.threads or 1)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+
+    model = family(cfg.arch).build(state["model_config"] if state else cfg.model).to(rt.device)
+    c = model.config
+    critic = Critic(c).to(rt.device)
+    corpus = resolve_corpus(cfg.data, cache_dir=cache_root(), progress=progress)
+    data = read_phrases(corpus, c, progress=progress)
+    say(
+        f"corpus {corpus.name}: {len(data.train):,} train / {len(data.valid):,} valid phrases "
+        f"of {c.tracks} voices x {c.bars} bars, {data.summary['unreadable']} unreadable"
+    )
+    if len(data.train) == 0:
+        raise UserError(f"{cfg.data}: no phrases of {c.bars} bars to learn from")
+    betas = (0.5, 0.9)
+    opt = PairOptimizer(
+        torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=betas),
+        torch.optim.Adam(critic.parameters(), lr=cfg.lr, betas=betas),
+    )
+    rng = np.random.default_rng(cfg.seed)
+    step = 0
+    gan_log = GanLog(
+        diversity(_flat(data.train[rng.permutation(len(data.train))[:SAMPLES]]), c.steps)
+    )
+    if state:
+        model.load_state_dict(state["model"])
+        critic.load_state_dict(state["critic"])
+        opt.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = state["sampler_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        step = state["step"]
+        gan_log = GanLog.from_dict(state.get("gan_log"))
+    say(
+        f"{cfg.arch}: {model.num_params():,} generator parameters, "
+        f"{sum(p.numel() for p in critic.parameters()):,} in the critic, on {rt.describe()}"
+    )
+
+    def batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rows = rng.integers(0, len(data.train), cfg.batch_size)
+        shifts = rng.integers(-cfg.transpose, cfg.transpose + 1, cfg.batch_size)
+        real = torch.from_numpy(transposed(data.train[rows], shifts).astype(np.float32))
+        given = torch.from_numpy((rng.random(cfg.batch_size) < c.accompany_rate).astype(np.float32))
+        return real.to(rt.device), given.to(rt.device), real[:, c.accompany_track].to(rt.device)
+
+    def fake_of(real: torch.Tensor, given: torch.Tensor, line: torch.Tensor) -> torch.Tensor:
+        z = [t.to(rt.device) for t in model.latents(real.shape[0])]
+        fake = model(*z, line * given.view(-1, 1, 1, 1), given)
+        # A conditioned phrase's given track is the real one, as the critic must judge
+        # the other voices around it.
+        mask = torch.zeros_like(fake)
+        mask[:, c.accompany_track] = given.view(-1, 1, 1, 1)
+        return fake * (1 - mask) + real * mask
+
+    def save(metrics: dict | None = None) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        blob = {
+            "format": CHECKPOINT_FORMAT,
+            "family": cfg.arch,
+            "model_config": c.to_dict(),
+            "model": model.state_dict(),
+            "critic": critic.state_dict(),
+            "optimizer": opt.state_dict(),
+            "step": step,
+            "train_config": cfg.to_dict(),
+            "grid": Grid(tpq=c.steps_per_beat).to_dict(),
+            "data": data.summary,
+            "gan_log": gan_log.to_dict(),
+            "metrics": metrics or {},
+            "versions": versions(),
+            "sampler_rng": rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+        }
+        save_atomic(blob, ckpt_path)
+        gan_log.write(out)
+
+    t0 = time.perf_counter()
+    first = step
+    model.train()
+    bar = training_bar(cfg.steps, step, progress)
+    d_value = g_value = float("nan")
+    while step < cfg.steps:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        for _ in range(c.critic_steps):
+            real, given, line = batch()
+            with torch.no_grad():
+                fake = fake_of(real, given, line)
+            d = critic(fake).mean() - critic(real).mean()
+            loss = d + c.gp_weight * gradient_penalty(critic, real, fake)
+            opt.d.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.d.step()
+            d_value = float(loss.detach())
+        real, given, line = batch()
+        g_loss = -critic(fake_of(real, given, line)).mean()
+        opt.g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt.g.step()
+        g_value = float(g_loss.detach())
+        step += 1
+        bar.set_postfix(d=f"{d_value:.3f}", g=f"{g_value:.3f}", refresh=False)
+        bar.update()
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            samples = diversity(_flat(generate(model, SAMPLES, cfg.seed)), c.steps)
+            row = gan_log.add(step, d_value, g_value, samples)
+            (bar.write if progress else say)(
+                f"step {step}: D {d_value:.3f}, G {g_value:.3f}, distinct bars "
+                f"{row['distinct_bars']:.2f}, mean distance {row['mean_distance']:.2f}"
+            )
+            save()
+    bar.close()
+    seconds = time.perf_counter() - t0
+    ref = data.valid if len(data.valid) else data.train
+    ref = ref[np.random.default_rng(0).permutation(len(ref))[:METRIC_SAMPLES]]
+    ours = generate(model, METRIC_SAMPLES, cfg.seed + 1)
+    around = generate(model, len(ref), cfg.seed + 2, ref[:, c.accompany_track])
+    around[:, c.accompany_track] = ref[:, c.accompany_track]
+    metrics = {
+        "musegan_metrics": {
+            "data": roll_metrics(ref, c.steps_per_beat, c.pitch_lo).to_dict(),
+            "generated": roll_metrics(ours, c.steps_per_beat, c.pitch_lo).to_dict(),
+            "accompaniment": roll_metrics(around, c.steps_per_beat, c.pitch_lo).to_dict(),
+        },
+        "diversity": {
+            "data": diversity(_flat(ref), c.steps).to_dict(),
+            "generated": diversity(_flat(ours), c.steps).to_dict(),
+        },
+        "steps": step,
+        "params": model.num_params(),
+        "train_seconds": seconds,
+        "seconds_per_step": seconds / max(step - first, 1),
+        "device": str(rt.device),
+    }
+    save(metrics)
+    write_text(out / "metrics.json", json.dumps(metrics, indent=2), what="metrics")
+    say(f"{step} steps in {seconds:.0f} s ({metrics['seconds_per_step']:.2f} s a step); "
+        f"checkpoint {ckpt_path}")  # fmt: skip
+    return {**metrics, "checkpoint": str(ckpt_path)}

@@ -1,0 +1,205 @@
+"""MuseGAN: its metrics on hand-made piano rolls, the voices of a file, the given track's
+effect on the generator (and the same latents giving the same phrase) through onnxruntime,
+the accompaniment voice, and ``--mode accompany`` over JACK."""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from antiphon.models.midi.multitrack import phrase_rolls, roll, roll_notes, split_by_rank, voices
+from antiphon.models.midi.notes import Grid
+from antiphon.models.rollmetrics import (
+    empty_bars,
+    pitch_classes,
+    qualified_notes,
+    qualified_threshold,
+    roll_metrics,
+    tonal_distance,
+)
+
+LO = 48  # C3
+
+
+def rolls_of(*tracks: list[tuple[int, int, int, int]], bars: int = 2, steps: int = 16, n: int = 36):
+    """One sample (1, tracks, bars, steps, pitches) from (bar, start, end, pitch) notes."""
+    out = np.zeros((1, len(tracks), bars, steps, n), dtype=bool)
+    for t, notes in enumerate(tracks):
+        for bar, a, b, p in notes:
+            out[0, t, bar, a:b, p - LO] = True
+    return out
+
+
+# -- the metrics, on rolls whose answers are known -------------------------------------------
+def test_empty_bars_and_pitch_classes() -> None:
+    r = rolls_of([(0, 0, 4, 60), (0, 4, 8, 64), (0, 8, 16, 67), (0, 0, 2, 72)], [])
+    assert empty_bars(r).tolist() == [0.5, 1.0]  # track 0 sounds in bar 0 only
+    # C, E, G and the C an octave up: three pitch classes; track 1 has no bar to count
+    upc = pitch_classes(r, LO)
+    assert upc[0] == 3 and math.isnan(upc[1])
+
+
+def test_qualified_notes_threshold_rescaled_to_the_grid() -> None:
+    assert qualified_threshold(24) == 3  # the paper's grid: 3 steps, a 32nd note
+    assert qualified_threshold(12) == 2 and qualified_threshold(4) == 1
+    r = rolls_of([(0, 0, 1, 60), (0, 2, 4, 62), (0, 5, 8, 64), (1, 0, 16, 65)])
+    # lengths 1, 2, 3, 16: at least 2 steps -> 3 of 4; at least 3 -> 2 of 4
+    assert qualified_notes(r, 2).tolist() == [0.75]
+    assert qualified_notes(r, 3).tolist() == [0.5]
+    # a note across the barline counts once per bar, as MuseGAN's code counts
+    held = rolls_of([(0, 14, 16, 60), (1, 0, 2, 60)])
+    assert qualified_notes(held, 2).tolist() == [1.0]
+
+
+def test_tonal_distance_known_values() -> None:
+    same = rolls_of([(0, 0, 16, 60), (1, 0, 16, 64)], [(0, 0, 16, 48), (1, 0, 16, 76)])
+    assert tonal_distance(same, 0, 1, 4, LO) == pytest.approx(0.0, abs=1e-9)  # same classes
+    fifth = rolls_of([(0, 0, 16, 60)], [(0, 0, 16, 67)], bars=1)
+    # C and G on each circle of Harte et al.: radius r, angle 7 * theta apart
+    want = math.sqrt(
+        sum(r * r * (2 - 2 * math.cos(7 * th)) for r, th in
+            ((1.0, 7 * math.pi / 6), (1.0, 3 * math.pi / 2), (0.5, 2 * math.pi / 3)))
+    )  # fmt: skip
+    assert tonal_distance(fifth, 0, 1, 4, LO) == pytest.approx(want)
+    # beats where one track is silent are left out; none in common: undefined
+    apart = rolls_of([(0, 0, 4, 60)], [(0, 4, 8, 67)], bars=1)
+    assert math.isnan(tonal_distance(apart, 0, 1, 4, LO))
+    m = roll_metrics(fifth, 4, LO)
+    assert m.tonal_distance["0-1"] == pytest.approx(want) and m.qn_threshold == 1
+
+
+# -- reading voices --------------------------------------------------------------------------
+def test_a_chorale_gives_its_four_voices_top_first(chorale: Path) -> None:
+    parts = voices(chorale, Grid(tpq=12), 4)
+    means = [np.mean([p for _, _, p in part]) for part in parts]
+    assert len(parts) == 4 and means == sorted(means, reverse=True)
+    rolls = phrase_rolls(parts, 4, 48, 36, 48)
+    assert rolls.shape[1:] == (4, 4, 48, 48) and len(rolls) > 4
+
+
+def test_one_track_is_split_by_pitch_rank_and_rolls_round_trip() -> None:
+    melody_over_chord = [(0, 8, 76), (8, 16, 74), (0, 16, 60), (0, 16, 64), (0, 16, 67)]
+    parts = split_by_rank(melody_over_chord, 4)
+    assert [sorted(p for _, _, p in part) for part in parts] == [[74, 76], [67], [64], [60]]
+    r = roll(parts[0], 0, 16, LO, 36)
+    assert roll_notes(r, LO) == [(0, 8, 76), (8, 16, 74)]
+    assert roll([(0, 4, 30)], 0, 4, LO, 24)[:, 54 - LO].all()  # 30 folded up to 54
+
+
+# -- the generator through onnxruntime -------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_musegan(synth_corpus, tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
+    pytest.importorskip("torch")
+    from antiphon.models.train import TrainConfig, train
+    from tests.checkpoints import export_verified
+    from tests.families import TINY
+
+    out = tmp_path_factory.mktemp("musegan")
+    cfg = TrainConfig(arch="musegan", data=str(synth_corpus), out=str(out), eval_every=30,
+                      transpose=2, **TINY["musegan"])  # fmt: skip
+    result = train(cfg, progress=False)
+    assert (out / "gan-log.json").is_file()
+    return export_verified(Path(result["checkpoint"]), out / "musegan.onnx")[0]
+
+
+def test_given_track_conditions_and_latents_reproduce(tiny_musegan: Path) -> None:
+    from antiphon.live.musegan_voice import MuseGANStepper
+    from antiphon.live.session import ModelFile
+
+    mf = ModelFile.open(tiny_musegan)
+    s = MuseGANStepper(mf.run, mf.info.config)
+    rng = np.random.default_rng(0)
+    z = s.latents(rng)
+    line = np.zeros((s.bars, s.steps, s.pitches), dtype=np.float32)
+    line[:, :, 12] = 1.0
+    other = np.zeros_like(line)
+    other[:, ::2, 5] = 1.0
+
+    def run(cond: np.ndarray, given: float) -> np.ndarray:
+        feed = {**z, "condition": cond[None], "given": np.asarray([given], np.float32)}
+        return s.generate(feed)
+
+    assert np.array_equal(run(line, 1.0), run(line, 1.0))  # same latents, same phrase
+    assert not np.allclose(run(line, 1.0), run(other, 1.0), atol=1e-4)  # the line matters
+    assert np.allclose(run(line, 0.0), run(other, 0.0))  # ... only when it is given
+    assert not np.allclose(s.phrase(np.random.default_rng(1)), s.phrase(np.random.default_rng(2)))
+
+
+def test_accompany_plays_to_the_barline_and_closes_every_note(tiny_musegan: Path) -> None:
+    from antiphon.live.engine import open_voice
+    from antiphon.live.sampling import Sampler, Sampling
+    from antiphon.live.session import ModelFile
+    from antiphon.models.midi.notes import NoteStream
+
+    voice = open_voice(ModelFile.open(tiny_musegan))
+    stream = NoteStream(voice.grid)
+    stream.note_on(0.0, 72, 90)
+    stream.note_off(0.5, 72)
+    stream.note_on(1.0, 74, 90)  # still held
+    ticks = stream.advance(1.5)
+    state = voice.observe(voice.empty(), ticks)
+    start = voice.grid.tick(1.5)
+    sampler = Sampler(Sampling(temperature=0.0, seed=3))
+    steps = list(
+        voice.accompany(state, [], start_tick=start, until_tick=start + 100, sampler=sampler)
+    )
+    barline = (start // voice.bar + 1) * voice.bar
+    events = [e for st in steps for e in st.events]
+    assert steps[-1].tick == barline  # the phrase ends at the first barline
+    assert all(start <= e.tick <= barline for e in events)
+    on = sum(e.kind == "on" for e in events)
+    assert on == sum(e.kind == "off" for e in events)  # every note closed
+    # the same call, the same answer
+    again = list(voice.accompany(state, [], start_tick=start, until_tick=start + 100,
+                                 sampler=Sampler(Sampling(temperature=0.0, seed=3))))  # fmt: skip
+    assert [e for st in again for e in st.events] == events
+
+
+@pytest.mark.jack
+def test_live_accompany_plays_around_the_player(tiny_musegan: Path, jack_server) -> None:
+    from antiphon.live.harness import DaemonProcess, Player
+
+    name = "antiphon-musegan"
+    daemon = DaemonProcess(
+        ["--model", str(tiny_musegan), "--mode", "accompany", "--seed", "1"], name=name
+    )
+    player = Player(daemon_name=name, client=name + "-kbd")
+    try:
+        assert "mode=accompany" in daemon.ready_line
+        heard = None
+        for pitch in (72, 74, 76, 77):  # a line; antiphon plays the other voices meanwhile
+            t = player.send([0x90, pitch, 90])
+            heard = heard or player.wait_for(
+                lambda r, t=t: r.t > t and r.data[0] & 0xF0 == 0x90 and r.data[2] > 0, 1.0
+            )
+            player.send([0x80, pitch, 0])
+        assert heard is not None, "no accompaniment was played"
+        time.sleep(0.3)
+        daemon.signal(signal.SIGINT)
+        assert daemon.wait(5) == 0
+        time.sleep(0.05)
+        assert player.hanging() == {}
+    finally:
+        daemon.kill()
+        player.close()
+
+
+def test_eval_multitrack_beside_the_data(tiny_musegan: Path, synth_corpus: Path) -> None:
+    from antiphon.export.geneval import evaluate_multitrack
+
+    r = evaluate_multitrack(str(synth_corpus), tiny_musegan, samples=16)
+    sets = ["training data (valid)", "generated", "accompanying the data's top voice"]
+    assert list(r["metrics"]) == sets and list(r["diversity"]) == sets
+    for m in r["metrics"].values():
+        assert len(m["empty_bars"]) == 4 and len(m["tonal_distance"]) == 6
+        assert all(0.0 <= x <= 1.0 for x in m["empty_bars"])
+    # accompanying keeps the data's top voice as it is
+    data, around = r["metrics"]["training data (valid)"], r["metrics"][sets[2]]
+    assert around["empty_bars"][0] == data["empty_bars"][0]
+    assert around["pitch_classes"][0] == data["pitch_classes"][0]
+    assert r["table"].count("\n") == 4 and "TD S-A" in r["table"]
