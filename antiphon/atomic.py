@@ -97,10 +97,11 @@ def atomic_path(
             raise WriteError(target, exc, what) from None
         return
     tmp: Path | None = None
+    reserved: Path | None = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         remove_stale(target)
-        tmp = _reserve(target)
+        tmp = reserved = _reserve(target)
         yield tmp
         _fsync(tmp)
         _copy_mode(target, tmp)
@@ -122,7 +123,8 @@ def atomic_path(
         if tmp is not None:
             with contextlib.suppress(OSError):
                 tmp.unlink()
-            _release(tmp)
+        if reserved is not None:  # renamed or removed: no longer ours to protect
+            _release(reserved)
 
 
 @contextlib.contextmanager

@@ -22,6 +22,12 @@ def _add_sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (default 1.0)")
     p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95)")
     p.add_argument("--seed", type=int, default=None, help="fixed seed: same input, same output")
+    p.add_argument(
+        "--similarity",
+        type=float,
+        default=0.5,
+        help="musicvae: how close a variation stays to the phrase, 0 (anything) to 1 (the same)",
+    )
 
 
 def _add_provider(p: argparse.ArgumentParser) -> None:
@@ -64,7 +70,7 @@ def _shaping(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def _sampling(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from antiphon.live.sampling import Sampling
 
-    return Sampling(args.temperature, args.top_p, args.seed).validate()
+    return Sampling(args.temperature, args.top_p, args.seed, args.similarity).validate()
 
 
 def _overrides(items: list[str] | None) -> dict:
@@ -103,6 +109,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         weight_decay=args.weight_decay,
         transpose=args.transpose,
+        velocity=args.velocity,
+        tempo=args.tempo,
+        keyboard_weight=args.keyboard_weight,
         eval_every=args.eval_every,
         eval_pieces=args.eval_pieces,
         seed=args.seed,
@@ -124,6 +133,28 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_soundfont(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--soundfont",
+        default=None,
+        help="a General MIDI .sf2 (default: the system's, else pretty_midi's TimGM6mb)",
+    )
+
+
+def _rendered(r) -> str:  # type: ignore[no-untyped-def]
+    return (
+        f"{r.path}: {r.seconds:.1f} s of audio ({r.notes} notes) through {r.soundfont.name}, "
+        f"rms {r.rms:.3f}, peak {r.peak:.2f}"
+    )
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from antiphon.sound.render import render_midi
+
+    print(_rendered(render_midi(args.input, args.output, args.soundfont, args.sample_rate)))
+    return 0
+
+
 def cmd_continue(args: argparse.Namespace) -> int:
     from antiphon.live.continuation import ContinueOptions, continue_file
 
@@ -134,18 +165,35 @@ def cmd_continue(args: argparse.Namespace) -> int:
         variations=args.variations,
         shaping=_shaping(args),
         provider=args.provider,
+        interpolate=args.interpolate,
+        phrases=args.steps,
     )
+    if args.wav:  # missing FluidSynth or SoundFont: said before the model runs
+        from antiphon.sound.fluid import load
+        from antiphon.sound.render import render_midi
+        from antiphon.sound.soundfont import find_soundfont
+
+        load()
+        soundfont = find_soundfont(args.soundfont)
     for r in continue_file(args.input, args.output, args.model, opts):
         print(
             f"{r.path}: +{r.notes} notes, {r.seconds:.1f} s of music from {r.tokens} model steps "
             f"in {r.compute_seconds * 1e3:.0f} ms of compute"
         )
+        if args.wav:
+            print(_rendered(render_midi(r.path, r.path.with_suffix(".wav"), soundfont)))
     return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.live:
+        import signal
+
         from antiphon.live.livebench import format_live, run_live_bench
+
+        # A bench killed with SIGTERM unwinds like Ctrl-C: the daemon, the load and the
+        # JACK server it started are stopped by their context managers, not left running.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
         live = run_live_bench(
             args.model,
@@ -184,6 +232,12 @@ def cmd_live(args: argparse.Namespace) -> int:
     from antiphon.live.daemon import DaemonConfig, parse_cc_map
     from antiphon.live.policy import PolicyConfig
     from antiphon.live.serve import serve
+    from antiphon.sound.synth import SynthOptions
+
+    if (args.synth_input or args.audio_driver) and not args.synth:
+        raise UserError("--synth-input and --audio-driver go with --synth")
+    if args.soundfont and not (args.synth or args.web or args.studio):
+        raise UserError("--soundfont goes with --synth or the studio (--web)")
 
     logging.basicConfig(level=logging.WARNING, format="antiphon: %(message)s")
     config = DaemonConfig(
@@ -211,8 +265,28 @@ def cmd_live(args: argparse.Namespace) -> int:
         stats=args.stats,
         realtime=args.realtime,
         provider=args.provider,
+        synth=SynthOptions(args.soundfont, args.audio_driver, args.name) if args.synth else None,
+        synth_input=args.synth_input,
+        models=args.models,
     )
-    return serve(config, ready=lambda line: print(line, flush=True))
+    if args.models and not Path(args.models).is_dir():
+        raise UserError(f"--models {args.models}: no such folder")
+    attach = None
+    if args.web or args.studio:
+        from functools import partial
+
+        from antiphon.studio import attach_studio, require
+
+        require()  # before the model loads
+        attach = partial(
+            attach_studio, port=args.web_port, soundfont=args.soundfont, open_page=args.studio
+        )
+    return serve(config, ready=lambda line: print(line, flush=True), attach=attach)
+
+
+def cmd_studio(args: argparse.Namespace) -> int:
+    args.studio = True
+    return cmd_live(args)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -225,6 +299,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
             args.polyphonic, args.split, args.model, provider=args.provider
         )
         print(json.dumps(result, indent=2))
+    elif args.reconstruction or args.multitrack:
+        from antiphon.export.geneval import evaluate_multitrack, evaluate_reconstruction
+
+        if not args.model:
+            raise UserError("--reconstruction/--multitrack need --model M.onnx")
+        if args.reconstruction:
+            result = evaluate_reconstruction(
+                args.reconstruction, args.model, provider=args.provider
+            )
+        else:
+            result = evaluate_multitrack(args.multitrack, args.model, provider=args.provider)
+            print(result["table"])
+        print(json.dumps({k: v for k, v in result.items() if k != "table"}, indent=2))
     elif args.generated or args.reference:
         from antiphon.models.metrics import compare_dirs
 
@@ -247,8 +334,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     elif args.report:
         from antiphon.export.report import build_report
 
-        result = build_report(args.report, models=args.models, out=Path(args.output))
+        result = build_report(
+            args.report, models=args.models, out=Path(args.output), heldout=args.heldout
+        )
         print(Path(args.output).read_text())
+    elif args.gan:
+        from antiphon.export.gan_eval import evaluate_gan
+
+        ev = evaluate_gan(args.gan, args.gan_data, samples=args.gan_samples, provider=args.provider)
+        print(ev.table())
+        result = ev.to_dict()
     elif args.model:
         from antiphon.live.session import ModelFile
 
@@ -259,11 +354,77 @@ def cmd_eval(args: argparse.Namespace) -> int:
         result = info.to_props()
     else:
         raise UserError(
-            "antiphon eval needs --polyphonic, --generated/--reference, --note-lengths, --report "
-            "or --model"
+            "antiphon eval needs --polyphonic, --generated/--reference, --note-lengths, --report, "
+            "--gan, --reconstruction, --multitrack or --model"
         )
     _write_json(args.json, result)
     return 0
+
+
+def _add_live(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="ONNX model (default: the bundled one)")
+    p.add_argument("--name", default="antiphon", help="MIDI client name (default antiphon)")
+    p.add_argument(
+        "--backend", default="auto", choices=["auto", "alsa", "jack", "coremidi", "winmm"]
+    )
+    p.add_argument("--input", default=None, help="connect to an existing port (substring)")
+    p.add_argument("--output", default=None, help="play into an existing port (substring)")
+    p.add_argument("--input-channel", type=int, default=None, help="listen to 1-16 (default all)")
+    p.add_argument("--output-channel", type=int, default=1, help="play on 1-16 (default 1)")
+    p.add_argument(
+        "--mode",
+        default="respond",
+        choices=["respond", "accompany", "vary"],
+        help="vary (musicvae): answer each phrase with a variation of it (--similarity)",
+    )
+    p.add_argument("--silence-ms", type=float, default=500, help="silence that ends a phrase")
+    p.add_argument("--min-response", type=float, default=2.0, help="shortest answer (s)")
+    p.add_argument("--max-response", type=float, default=12.0, help="longest answer (s)")
+    p.add_argument(
+        "--hold-limit",
+        type=float,
+        default=8.0,
+        help="a key or pedal down this long with nothing played is taken as released (s)",
+    )
+    p.add_argument("--bpm", type=float, default=120.0, help="tempo without --clock")
+    p.add_argument("--clock", action="store_true", help="follow incoming MIDI clock")
+    p.add_argument("--quantize", default="1/16", help="with --clock: grid for responses")
+    p.add_argument(
+        "--cc-map",
+        default=None,
+        help="e.g. temperature=1,top_p=2,mode=80,panic=81,vary=82,similarity=83",
+    )
+    p.add_argument("--record", default=None, help="the session as FILE.mid, kept current")
+    p.add_argument("--stats", default=None, help="append one JSON line per response to FILE")
+    p.add_argument(
+        "--realtime",
+        action="store_true",
+        help="play notes from a SCHED_FIFO thread where allowed (as JACK's own threads run)",
+    )
+    p.add_argument(
+        "--synth", action="store_true", help="play antiphon's notes through FluidSynth (no DAW)"
+    )
+    p.add_argument("--synth-input", action="store_true", help="with --synth: the player's too")
+    p.add_argument(
+        "--audio-driver",
+        default=None,
+        help="with --synth: FluidSynth's driver (jack, pulseaudio, alsa, coreaudio, wasapi, ...;"
+        " default: the platform's first that opens)",
+    )
+    _add_sampling(p)
+    _add_shaping(p)
+    _add_provider(p)
+    p.add_argument(
+        "--web", action="store_true", help="serve the studio on 127.0.0.1 (antiphon[studio])"
+    )
+    p.add_argument("--web-port", type=int, default=8765, help="the studio's port (default 8765)")
+    p.add_argument(
+        "--models",
+        default=None,
+        metavar="DIR",
+        help="the studio's model menu: the .onnx files of DIR (default: --model's folder)",
+    )
+    _add_soundfont(p)
 
 
 # -- parser --------------------------------------------------------------------------------
@@ -304,6 +465,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--transpose", type=int, default=6, help="augmentation: +-semitones")
+    p.add_argument(
+        "--velocity", type=int, default=0, help="augmentation: +-velocity bins (of 32; default 0)"
+    )
+    p.add_argument(
+        "--tempo",
+        type=float,
+        default=0.0,
+        help="augmentation: time stretched by up to 1+TEMPO either way (MIDI-like; default 0)",
+    )
+    p.add_argument(
+        "--keyboard-weight",
+        type=float,
+        default=1.0,
+        help="music21: windows of its keyboard works this many times likelier (default 1)",
+    )
     p.add_argument("--eval-every", type=int, default=200)
     p.add_argument(
         "--eval-pieces",
@@ -352,46 +528,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--variations", type=int, default=1, help="write K files OUT-1.mid ... OUT-K.mid"
     )
+    p.add_argument("--wav", action="store_true", help="also render each OUT.mid to OUT.wav")
+    _add_soundfont(p)
+    p.add_argument(
+        "--interpolate",
+        default=None,
+        metavar="OTHER.mid",
+        help="musicvae: continue with a morph from the input's last phrase to OTHER's first",
+    )
+    p.add_argument("--steps", type=int, default=5, help="--interpolate: phrases of the morph")
     _add_sampling(p)
     _add_shaping(p)
     _add_provider(p)
     p.set_defaults(func=cmd_continue)
 
+    p = sub.add_parser("render", help="render a MIDI file to a WAV file through a GM SoundFont")
+    p.add_argument("input")
+    p.add_argument("-o", "--output", required=True, help="the WAV file to write")
+    _add_soundfont(p)
+    p.add_argument("--sample-rate", type=int, default=44100, help="Hz (default 44100)")
+    p.set_defaults(func=cmd_render)
+
     p = sub.add_parser("live", help="the daemon: listen on a MIDI port and answer")
-    p.add_argument("--model", default=None, help="ONNX model (default: the bundled one)")
-    p.add_argument("--name", default="antiphon", help="MIDI client name (default antiphon)")
-    p.add_argument(
-        "--backend", default="auto", choices=["auto", "alsa", "jack", "coremidi", "winmm"]
-    )
-    p.add_argument("--input", default=None, help="connect to an existing port (substring)")
-    p.add_argument("--output", default=None, help="play into an existing port (substring)")
-    p.add_argument("--input-channel", type=int, default=None, help="listen to 1-16 (default all)")
-    p.add_argument("--output-channel", type=int, default=1, help="play on 1-16 (default 1)")
-    p.add_argument("--mode", default="respond", choices=["respond", "accompany"])
-    p.add_argument("--silence-ms", type=float, default=500, help="silence that ends a phrase")
-    p.add_argument("--min-response", type=float, default=2.0, help="shortest answer (s)")
-    p.add_argument("--max-response", type=float, default=12.0, help="longest answer (s)")
-    p.add_argument(
-        "--hold-limit",
-        type=float,
-        default=8.0,
-        help="a key or pedal down this long with nothing played is taken as released (s)",
-    )
-    p.add_argument("--bpm", type=float, default=120.0, help="tempo without --clock")
-    p.add_argument("--clock", action="store_true", help="follow incoming MIDI clock")
-    p.add_argument("--quantize", default="1/16", help="with --clock: grid for responses")
-    p.add_argument("--cc-map", default=None, help="e.g. temperature=1,top_p=2,mode=80,panic=81")
-    p.add_argument("--record", default=None, help="the session as FILE.mid, kept current")
-    p.add_argument("--stats", default=None, help="append one JSON line per response to FILE")
-    p.add_argument(
-        "--realtime",
-        action="store_true",
-        help="play notes from a SCHED_FIFO thread where allowed (as JACK's own threads run)",
-    )
-    _add_sampling(p)
-    _add_shaping(p)
-    _add_provider(p)
-    p.set_defaults(func=cmd_live)
+    _add_live(p)
+    p.set_defaults(func=cmd_live, studio=False)
+
+    p = sub.add_parser("studio", help="the daemon with its studio, opened in the browser")
+    _add_live(p)
+    p.set_defaults(func=cmd_studio)
 
     p = sub.add_parser("ports", help="list MIDI ports for each available backend")
     p.add_argument("--backend", default=None, choices=["alsa", "jack", "coremidi", "winmm"])
@@ -403,6 +567,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model", default=None, help="ONNX model to score (alone: describe where it came from)"
     )
+    p.add_argument(
+        "--reconstruction", default=None, help="musicvae: reconstruction of DATA's valid phrases"
+    )
+    p.add_argument(
+        "--multitrack", default=None, help="musegan: MuseGAN's metrics, the model beside DATA"
+    )
     p.add_argument("--generated", default=None, help="folder of generated MIDI files")
     p.add_argument("--reference", default=None, help="folder of reference MIDI files")
     p.add_argument("--plots", default=None, help="write PNG plots into this folder")
@@ -410,12 +580,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="*", default=None, help="ONNX files (default: all in runs/)")
     p.add_argument("--output", default="report.md", help="--report: Markdown table file")
     p.add_argument(
+        "--heldout",
+        default="test",
+        choices=["test", "piano"],
+        help="--report: the test split, or its keyboard works alone (music21's piano-only set)",
+    )
+    p.add_argument(
         "--note-lengths",
         default=None,
         help="folder of prompts: note lengths of --model's continuations (default model)",
     )
     p.add_argument("--seeds", default="1", help="--note-lengths: seeds, e.g. 1,2,3")
     p.add_argument("--seconds", type=float, default=20.0, help="--note-lengths: per continuation")
+    p.add_argument(
+        "--gan", default=None, help="ONNX model: C-RNN-GAN's measures and diversity vs the data"
+    )
+    p.add_argument("--gan-data", default="music21", help="--gan: the corpus compared with")
+    p.add_argument("--gan-samples", type=int, default=64, help="--gan: samples of each set")
     p.add_argument("--json", default=None, help="also write the results as JSON")
     _add_provider(p)
     p.set_defaults(func=cmd_eval)

@@ -39,7 +39,9 @@ def torch_from_onnx(path: str | Path) -> torch.nn.Module:
         for k2, v2 in expected.items()
         if k != k2 and v.data_ptr() == v2.data_ptr()
     }
-    missing = set(expected) - set(usable) - tied
+    # A BatchNorm's step counter only sets its momentum in training: no graph holds it.
+    counters = {k for k in expected if k.endswith("num_batches_tracked")}
+    missing = set(expected) - set(usable) - tied - counters
     if missing:
         raise UserError(
             f"{path}: cannot rebuild the torch model; weights missing from the graph: "

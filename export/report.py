@@ -59,12 +59,22 @@ class Row:
         return dict(vars(self))
 
 
-def heldout_pieces(data: str, limit: int = MAX_PIECES) -> list[Path]:
-    """The corpus's test split (held out from training and validation), pieces long
-    enough for a prompt and a continuation."""
+HELDOUT = ("test", "piano")
+
+
+def heldout_pieces(data: str, limit: int = MAX_PIECES, heldout: str = "test") -> list[Path]:
+    """The corpus's test split (held out from training and validation), or its keyboard
+    works alone (``heldout="piano"``), pieces long enough for a prompt and a continuation."""
+    if heldout not in HELDOUT:
+        raise UserError(f"--heldout {heldout}: choose one of {', '.join(HELDOUT)}")
     corpus = resolve_corpus(data, cache_dir=cache_root(), progress=False)
+    if heldout == "piano" and not corpus.keyboard:
+        raise UserError(
+            f"--heldout piano: {corpus.name} has no keyboard works (music21's corpus has; "
+            "for a folder of piano music, --heldout test is its piano set)"
+        )
     chosen = []
-    for path in corpus.split("test"):
+    for path in corpus.split("test", keyboard=heldout == "piano"):
         try:
             perf = read_performance(path, GRID)
         except MidiFileError:
@@ -74,7 +84,7 @@ def heldout_pieces(data: str, limit: int = MAX_PIECES) -> list[Path]:
         if len(chosen) >= limit:
             break
     if not chosen:
-        raise UserError(f"{data}: no test-split piece is long enough for the comparison")
+        raise UserError(f"{data}: no {heldout}-split piece is long enough for the comparison")
     return chosen
 
 
@@ -166,11 +176,11 @@ def continuation_oa(
     return (float(np.mean(finite)) if finite else None), oa, lengths
 
 
-def build_report(data: str, *, models: list[str] | None, out: Path) -> dict:
+def build_report(data: str, *, models: list[str] | None, out: Path, heldout: str = "test") -> dict:
     paths = [Path(m) for m in (models or sorted(Path("runs").glob("*/*.onnx")))]
     if not paths:
         raise UserError("no models to compare: pass --models A.onnx B.onnx ...")
-    pieces = heldout_pieces(data)
+    pieces = heldout_pieces(data, heldout=heldout)
     rows = []
     for path in paths:
         mf = ModelFile.open(path)
@@ -193,18 +203,25 @@ def build_report(data: str, *, models: list[str] | None, out: Path) -> dict:
                 lengths=lengths,
             )
         )
-    write_text(out, markdown(rows, data, len(pieces)), what="report")
-    result = {"data": data, "pieces": len(pieces), "rows": [r.to_dict() for r in rows]}
+    write_text(out, markdown(rows, data, len(pieces), heldout), what="report")
+    result = {
+        "data": data,
+        "heldout": heldout,
+        "pieces": len(pieces),
+        "piece_names": [p.name for p in pieces],
+        "rows": [r.to_dict() for r in rows],
+    }
     write_text(out.with_suffix(".json"), json.dumps(result, indent=2, default=float), what="report")
     return result
 
 
-def markdown(rows: list[Row], data: str, pieces: int) -> str:
+def markdown(rows: list[Row], data: str, pieces: int, heldout: str = "test") -> str:
     def f(x: float | None, spec: str) -> str:
         return "n/a" if x is None else format(x, spec)
 
+    which = "the test split" if heldout == "test" else "the keyboard works of the test split"
     lines = [
-        f"Held-out: {pieces} pieces of the test split of `{data}`; continuations of "
+        f"Held-out: {pieces} pieces of {which} of `{data}`; continuations of "
         f"{PROMPT_BEATS}-beat prompts, {CONTINUE_BEATS} beats each (seeded); OA = mean "
         "overlapping area of the objective metrics against the pieces' real continuations; "
         "the last two columns pool every note of the continuations.",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import mido
@@ -49,6 +49,8 @@ class ContinueOptions:
     variations: int = 1
     shaping: Shaping = field(default_factory=Shaping)
     provider: str = "auto"  # onnxruntime's: auto|cpu|cuda
+    interpolate: str | None = None  # OTHER.mid: a morph from the prompt's phrase to OTHER's
+    phrases: int = 5  # --interpolate: phrases of the morph (the length, instead of --seconds)
 
 
 @dataclass
@@ -118,23 +120,32 @@ def continue_file(
     ticks = prompt_ticks(inp, events, voice.grid)
     prompt_end = ticks[-1].tick
     length = round(length_in_beats(opts, bpm, meter) * voice.grid.tpq)
+    other = None
+    if opts.interpolate is not None:
+        other, length = _morph_target(opts, voice, mf)
 
     results = []
     for i, path in enumerate(variation_paths(out, opts.variations)):
         seed = None if opts.sampling.seed is None else opts.sampling.seed + i
-        sampler = Sampler(Sampling(opts.sampling.temperature, opts.sampling.top_p, seed))
+        sampler = Sampler(replace(opts.sampling, seed=seed))
         t0 = time.perf_counter()
         state = voice.observe(voice.empty(), ticks)  # the prompt; a long one keeps its end
         events: list[Decoded] = []
         steps = 0
-        for step in voice.plan(
-            state,
-            [],
-            start_tick=prompt_end,
-            until_tick=prompt_end + length,
-            sampler=sampler,
-            note_first=False,
-        ):
+        if other is not None:
+            plan = voice.interpolate(  # type: ignore[attr-defined]
+                state, other, start_tick=prompt_end, phrases=opts.phrases, sampler=sampler
+            )
+        else:
+            plan = voice.plan(
+                state,
+                [],
+                start_tick=prompt_end,
+                until_tick=prompt_end + length,
+                sampler=sampler,
+                note_first=False,
+            )
+        for step in plan:
             events += step.events
             steps += step.tokens
         compute = time.perf_counter() - t0
@@ -143,6 +154,21 @@ def continue_file(
         seconds = length / voice.grid.tpq * 60 / bpm
         results.append(ContinueResult(path, len(ticks), steps, len(notes), seconds, compute))
     return results
+
+
+def _morph_target(opts: ContinueOptions, voice, mf: ModelFile) -> tuple[list[TickEvents], int]:  # type: ignore[no-untyped-def]
+    """``--interpolate OTHER.mid``: OTHER's ticks on the voice's grid and the morph's length
+    in ticks; a model that cannot morph, a bad OTHER or a bad ``--steps`` is one line."""
+    if not hasattr(voice, "interpolate"):
+        raise UserError(
+            f"--interpolate: a {mf.info.family} model has no latent space to morph through; "
+            "use a musicvae model"
+        )
+    if opts.phrases < 1:
+        raise UserError("--steps must be at least 1")
+    path = Path(opts.interpolate or "")
+    other = prompt_ticks(path, midi_events(read_midi_file(path)), voice.grid)
+    return other, opts.phrases * voice.steps
 
 
 def prompt_ticks(path: Path, events: list[RawEvent], grid: Grid) -> list[TickEvents]:

@@ -19,15 +19,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from antiphon.errors import UserError
+from antiphon.live import controls
 from antiphon.live.clock import MidiClockFollower, parse_quantize
 from antiphon.live.context import OWN, StreamingContext
 from antiphon.live.engine import open_voice
+from antiphon.live.events import Events
 from antiphon.live.messages import is_channel_message, parse
-from antiphon.live.performer import Control, Cue, Heard, Performer, ResponseStats
-from antiphon.live.policy import MODES, PhrasePolicy, PolicyConfig
+from antiphon.live.performer import Control, Cue, Heard, Performer, ResponseStats, Swap
+from antiphon.live.policy import MODES, PHRASE_MODES, PhrasePolicy, PolicyConfig
 from antiphon.live.ports import MidiInput, MidiOutput, RtMidiInput, RtMidiOutput
 from antiphon.live.recorder import Recorder
 from antiphon.live.sampling import Sampler, Sampling
@@ -36,10 +39,18 @@ from antiphon.live.session import ModelFile
 from antiphon.live.shaping import Shaping
 from antiphon.live.statsfile import StatsFile
 from antiphon.live.timeline import Timeline
+from antiphon.sound.synth import LiveSynth, SynthOptions, player_channel_for
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CC_MAP = {"temperature": 1, "top_p": 2, "mode": 80, "panic": 81}
+DEFAULT_CC_MAP = {
+    "temperature": 1,
+    "top_p": 2,
+    "mode": 80,
+    "panic": 81,
+    "vary": 82,
+    "similarity": 83,
+}
 SELF = OWN  # source tag of antiphon's own notes in the context
 MAX_GAP_BEATS = 8.0
 ALL_NOTES_OFF = (120, 123)  # All Sound Off, All Notes Off
@@ -50,6 +61,9 @@ LATE_MS = 10.0  # a first note sent this much after it was due is reported as la
 # With --realtime: below the priorities JACK gives its server and client threads (10 and
 # up by default), above every ordinary thread.
 REALTIME_PRIORITY = 5
+# A JACK server that ran no cycle for this long is gone or hung (one waiting out a dead
+# client under --sync moves on after 5 s).
+SERVER_GONE_SECONDS = 10.0
 
 
 def parse_cc_map(text: str | None) -> dict[str, int]:
@@ -94,6 +108,9 @@ class DaemonConfig:
     threads: int = 1
     provider: str = "auto"  # onnxruntime's: auto|cpu|cuda
     realtime: bool = False  # the note scheduler's thread asks for SCHED_FIFO
+    synth: SynthOptions | None = None  # --synth: FluidSynth plays antiphon's notes
+    synth_input: bool = False  # --synth-input: ... and the player's
+    models: str | None = None  # --models: the folder of models to switch between (studio)
 
     def validate(self) -> DaemonConfig:
         if self.policy.mode not in MODES:
@@ -120,12 +137,19 @@ class EchoOutput(MidiOutput):
     """Sends to the real port and hands every sent message back to the input thread, so
     antiphon's own notes enter the context (and the recording) exactly as played."""
 
-    def __init__(self, inner: MidiOutput, echo: Callable[[list[int]], None]) -> None:
+    def __init__(
+        self,
+        inner: MidiOutput,
+        echo: Callable[[list[int]], None],
+        synth: LiveSynth | None = None,
+    ) -> None:
         super().__init__(flush_seconds=0.0)
-        self.inner, self.echo = inner, echo
+        self.inner, self.echo, self.synth = inner, echo, synth
         self.port_name = inner.port_name
 
     def _send(self, msg: list[int]) -> None:
+        if self.synth is not None:  # first: a note-off reaches it even if the port is gone
+            self.synth.send(msg)
         self.inner.send(msg)
         self.echo(msg)
 
@@ -156,10 +180,14 @@ class Daemon:
         self._stats_pending: list[ResponseStats] = []
         self._stats_lock = threading.Lock()
         self._lost: set[str] = set()
+        self.events = Events()  # what happens, for observers (the studio)
+        self.exit_status = 0
 
-        model = ModelFile.open(config.model, threads=config.threads, provider=config.provider)
-        self.voice = open_voice(model, max_gap_beats=MAX_GAP_BEATS)
-        self.voice.empty()  # the first run of a session is slow: not during the first phrase
+        self.voice = self._open_voice(
+            config.model,
+            config.policy.mode,
+            "--mode vary: {family}; use a musicvae model, or --mode respond",
+        )
         self.quantize = parse_quantize(config.quantize) if config.clock else None
         self.follower = MidiClockFollower() if config.clock else None
         self.timeline = Timeline(config.bpm, now(), self.follower)
@@ -184,17 +212,28 @@ class Daemon:
                 busy=self._playing,
             )
         )
-        self.output = EchoOutput(open_output(), self._echo)
+        self.synth = (
+            LiveSynth(config.synth, player_channel=player_channel_for(config.output_channel - 1))
+            if config.synth is not None
+            else None
+        )
         try:
-            self.input = open_input(self._on_message)
+            self.output = EchoOutput(open_output(), self._echo, self.synth)
+            try:
+                self.input = open_input(self._on_message)
+            except BaseException:
+                self.output.close()
+                raise
         except BaseException:
-            self.output.close()
+            if self.synth is not None:
+                self.synth.close(tail=0)
             raise
         self.scheduler = Scheduler(
             self.output,
             now,
             channel=config.output_channel - 1,
             realtime_priority=REALTIME_PRIORITY if config.realtime else None,
+            mark=lambda: self.input.cycle_now(),
         )
         self.performer = Performer(
             self.voice,
@@ -207,6 +246,7 @@ class Daemon:
             quantize=self.quantize,
             now=now,
             on_response=self._on_response,
+            events=self.events,
         )
         self.input_thread = threading.Thread(
             target=self._input_loop, name="antiphon-input", daemon=True
@@ -225,17 +265,20 @@ class Daemon:
     @property
     def ready_line(self) -> str:
         model = self.voice.model
+        synth = self.synth
         return (
             f"antiphon ready: in={self.input.port_name} out={self.output.port_name} "
             f"model={model.path.name} ({model.info.family}) mode={self.config.policy.mode} "
             f"provider={model.provider}"
-        )
+        ) + (f" synth={synth.driver}:{synth.soundfont.name}" if synth else "")
 
     def run(self, poll: float = 0.2) -> int:
-        """Wait for ``stop_event`` (set by a signal handler), watching ports and threads."""
+        """Wait for ``stop_event`` (set by a signal handler), watching ports and threads;
+        the exit status: 0, or 1 where the daemon stopped itself (the engine failed, the
+        JACK server stopped)."""
         while not self.stop_event.wait(poll):
             self._watch()
-        return 0
+        return self.exit_status
 
     def shutdown(self) -> None:
         """Release every note, stop the threads, flush and close the ports, write files."""
@@ -246,6 +289,8 @@ class Daemon:
         self.queue.put(None)
         self.input_thread.join(timeout=1.0)
         self.output.inner.close()  # waits for JACK to deliver the final messages
+        if self.synth is not None:
+            self.synth.close()  # every note released, and its release heard
         self._flush_stats(final=True)
         if self.recorder is not None and self.config.record:
             self.recorder.stop_saving()
@@ -257,6 +302,8 @@ class Daemon:
         return scheduler is not None and scheduler.busy()
 
     def _on_message(self, data: list[int], t: float) -> None:  # the port's reader thread
+        if self.synth is not None and self.config.synth_input:
+            self.synth.send_player(data)
         self.queue.put(("in", data, t))
 
     def _echo(self, data: list[int]) -> None:  # whichever thread sent
@@ -279,7 +326,10 @@ class Daemon:
                 self.malformed += 1
                 log.exception("input message %r dropped", data)
 
-    def _handle_input(self, source: str, data: list[int], t: float) -> None:
+    def _handle_input(self, source: str, data: Any, t: float) -> None:
+        if source == "model":
+            self._switch(data, t)
+            return
         if source == "keepalive":
             self._cue_accompaniment(t, force=True)
             return
@@ -308,7 +358,7 @@ class Daemon:
             self.phrase.on_all_notes_off(t, msg.channel)
             self.performer.inbox.put(Heard(ticks, player=True))
             self._cue_due = (
-                self._cue_phrase_end if self.performer.policy.mode == "respond" else None
+                self._cue_phrase_end if self.performer.policy.mode in PHRASE_MODES else None
             )
             return
         if msg.kind == "cc" and msg.a != 64:
@@ -316,11 +366,13 @@ class Daemon:
             return
         beat = self.timeline.beat_at(t)
         key = ("in", msg.channel)
-        respond = self.performer.policy.mode == "respond"
+        respond = self.performer.policy.mode in PHRASE_MODES
         if msg.kind == "on":
             self._cued_end = None
-            if respond:
-                self.performer.interrupt(t)  # barge-in: released before anything else
+            # barge-in: released before anything else (a speculation is no barge-in)
+            sounding = respond and bool(self.scheduler.sounding())
+            if respond and self.performer.interrupt(t) and sounding:
+                self.events.emit("barge_in", t=t)
             ticks = self.context.note_on(beat, msg.a, msg.b, key)
             self.phrase.on_note_on(t, msg.channel, msg.a)
         elif msg.kind == "off":
@@ -330,6 +382,7 @@ class Daemon:
             ticks = self.context.pedal(beat, msg.b, key)
             self.phrase.on_pedal(t, msg.channel, msg.b >= 64)
         self.performer.inbox.put(Heard(ticks, player=True))
+        self.events.emit("player", t=t, data=data)
         if respond:
             self._cue_due = self._cue_phrase_end
         elif msg.kind == "on":
@@ -358,7 +411,7 @@ class Daemon:
                 seconds,
             )
         self.performer.inbox.put(Heard(ticks, player=True))
-        if self.performer.policy.mode == "respond":
+        if self.performer.policy.mode in PHRASE_MODES:
             self._cue_phrase_end()
 
     def _own(self, msg: Any, data: list[int], t: float) -> None:
@@ -374,6 +427,7 @@ class Daemon:
         else:
             return
         self.performer.inbox.put(Heard(ticks, player=False))
+        self.events.emit("antiphon", t=t, data=data)
 
     def _cue_phrase_end(self) -> None:
         end = self.phrase.phrase_end()
@@ -385,6 +439,7 @@ class Daemon:
             # The pedal went down and up again within the silence: the phrase ends later.
             self.performer.interrupt(end - self.config.policy.silence)
         self._cued_end = end
+        self.events.emit("phrase_end", t=end)
         preview = self.context.preview(self.timeline.beat_of(end))
         seconds = self.phrase.response_seconds(end)
         self.performer.inbox.put(Cue(end, seconds, preview, self.performer.epoch))
@@ -402,14 +457,95 @@ class Daemon:
         names = {cc: name for name, cc in self.config.cc_map.items()}
         name = names.get(number)
         if name == "temperature":
-            self.performer.inbox.put(Control("temperature", 0.1 + 1.4 * value / 127))
+            self.control("temperature", 0.1 + 1.4 * value / 127, t)
         elif name == "top_p":
-            self.performer.inbox.put(Control("top_p", 0.5 + 0.5 * value / 127))
+            self.control("top_p", 0.5 + 0.5 * value / 127, t)
         elif name == "mode":
-            self.performer.inbox.put(Control("mode", "accompany" if value >= 64 else "respond"))
+            self.control("mode", "accompany" if value >= 64 else "respond", t)
+        elif name == "vary":
+            self.control("mode", "vary" if value >= 64 else "respond", t)
+        elif name == "similarity":
+            self.control("similarity", value / 127, t)
         elif name == "panic" and value > 0:
-            self.performer.interrupt(t)
+            self.control("panic", None, t)
+
+    def control(self, name: str, value: object, t: float | None = None) -> None:
+        """Change a live control (live/controls.py), as a CC or the studio asks; a name or
+        value it cannot take raises ``ControlError`` here, and nothing changes."""
+        value = controls.validate(name, value, controls.current(self.performer))
+        if name == "panic":
+            self.performer.interrupt(self.now() if t is None else t)
             self.scheduler.release_all()
+            if self.synth is not None:
+                self.synth.release_all()  # the player's notes in the synth too
+            return
+        self.performer.inbox.put(Control(name, value))
+
+    # -- switching models -------------------------------------------------------------------
+    @property
+    def models_folder(self) -> Path:
+        """Where the models to switch between are: ``--models``, else the current model's."""
+        if self.config.models:
+            return Path(self.config.models)
+        return self.voice.model.path.parent
+
+    def model_choices(self) -> list[str]:
+        """The ``.onnx`` files of ``models_folder`` (the current model among them)."""
+        folder = self.models_folder
+        try:
+            names = {p.name for p in folder.iterdir() if p.suffix == ".onnx" and p.is_file()}
+        except OSError as exc:
+            log.warning("--models %s: cannot list it (%s)", folder, exc)
+            names = set()
+        if self.voice.model.path.parent == folder:
+            names.add(self.voice.model.path.name)
+        return sorted(names)
+
+    def load_model(self, name: str) -> Any:
+        """The voice of model ``name`` of ``model_choices`` (slow: run it off the input
+        and engine threads), opened and warmed up; a ``UserError`` says why it cannot be
+        played, and nothing changes."""
+        if not isinstance(name, str) or name not in self.model_choices():
+            raise UserError(
+                f"no model {name!r} in {self.models_folder}; the models are "
+                f"{', '.join(self.model_choices()) or 'none'}"
+            )
+        return self._open_voice(
+            self.models_folder / name,
+            self.performer.policy.mode,
+            f"{name}: {{family}}; switch the mode to respond first",
+        )
+
+    def _open_voice(self, path: str | Path | None, mode: str, cannot_vary: str) -> Any:
+        """The voice of the model at ``path`` (None: the bundled one), warmed up;
+        ``cannot_vary`` (with ``{family}``) is the error where ``mode`` is vary and the model
+        cannot."""
+        model = ModelFile.open(path, threads=self.config.threads, provider=self.config.provider)
+        voice = open_voice(model, max_gap_beats=MAX_GAP_BEATS)
+        if mode == "vary" and not hasattr(voice, "vary"):
+            family = f"a {model.info.family} model cannot vary a phrase"
+            raise UserError(cannot_vary.format(family=family))
+        voice.empty()  # the first run is slow: not during the first phrase it answers
+        return voice
+
+    def use_voice(self, voice: Any) -> None:
+        """Play ``voice`` (from ``load_model``) from now on; the input thread switches."""
+        self.queue.put(("model", voice, self.now()))
+
+    def _switch(self, voice: Any, t: float) -> None:  # the input thread: it owns the context
+        # What the old model played is released; the context starts again on the new
+        # model's grid (the player's notes from now on), and the engine takes the voice
+        # after whatever it was given before, so nothing of the new grid reaches the old.
+        self.performer.interrupt(t)  # releases what sounds
+        self.voice = voice
+        self.context = StreamingContext(voice.grid)
+        self._cued_end, self._cue_due = None, None
+        self.performer.inbox.put(Swap(voice))
+        model = voice.model
+        log.warning("now playing %s (%s)", model.path.name, model.info.family)
+        self.events.emit(
+            "model", model=model.path.name, family=model.info.family, models=self.model_choices()
+        )
 
     # -- the main thread: ports, threads, stats -------------------------------------------------
     def _watch(self) -> None:
@@ -433,6 +569,18 @@ class Daemon:
         ):
             log.error("the engine stopped (%s); notes released", self.performer.error)
             self.scheduler.release_all()
+            self.exit_status = 1
+            self.stop_event.set()
+        stalled = self.input.stalled_for()
+        if stalled > SERVER_GONE_SECONDS:
+            # Nothing can be heard or played any more; better one line and an exit than a
+            # daemon that looks alive. (A JACK client cannot rejoin a restarted server.)
+            log.error(
+                "the JACK server has run no cycle for %.0f s (stopped, or hung): antiphon "
+                "stops; start the server again, then antiphon",
+                stalled,
+            )
+            self.exit_status = 1
             self.stop_event.set()
         if self.performer.policy.mode == "accompany":
             self._keep_accompanying()
@@ -479,6 +627,7 @@ class Daemon:
         with self._stats_lock:
             self._stats_pending = keep + self._stats_pending
         for row in rows:
+            self.events.emit("answer", row=row)
             if row["late"]:
                 log.warning(
                     "an answer started %.1f ms after its phrase ended (its first note was "
@@ -511,11 +660,10 @@ class Daemon:
         if sent is not None and s.first_note_time is not None:
             late_ms = (sent - s.first_note_time) * 1e3
         if sent is not None:
-            # The phrase end is dated when the player's last release arrived, at the start
-            # of a JACK cycle; what is sent waits for the next one. So this is what a
-            # listener on the port hears, less the part of a period the release waited
-            # on the player's side.
-            heard = self.input.heard_after(sent)
+            # Both on JACK's timeline, as a listener on the port hears them: the phrase end
+            # from the start of the cycle that brought the last release, the answer from
+            # the start of the cycle after the one its first note was sent in.
+            heard = self.input.heard_after(sent, self.scheduler.first_mark(s.answer))
         return {
             "phrase_end": s.phrase_end,
             "first_note_planned": s.first_note_time,

@@ -8,6 +8,7 @@ saw a message arrive.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import os
 import shutil
@@ -115,11 +116,27 @@ class DaemonProcess:
     def start_seconds(self) -> float:
         return self.t_ready - self.t_spawn
 
-    def rss_mb(self) -> float:
+    def _memory_mb(self) -> dict[str, float]:
+        fields = {}
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "RssAnon", "RssFile"):
+                fields[key] = int(value.split()[0]) / 1024
+        return fields
+
+    def heap_mb(self) -> float:
+        """The anonymous part of ``rss_mb`` (heap, stacks, arenas): what a leak grows. The
+        rest is file pages (code and data of the libraries, paged in as paths first run)."""
+        return self._memory_mb().get("RssAnon", float("nan"))
+
+    def rss_mb(self, shared: bool = False) -> float:
+        """Resident memory of the daemon; without ``shared``, its own (anonymous and file
+        pages): every JACK client maps the server's shared segments (~100 MB for the dummy
+        server, more per client library instance), which are the server's memory, not ours."""
+        fields = self._memory_mb()
+        if shared:
+            return fields.get("VmRSS", float("nan"))
+        return fields.get("RssAnon", float("nan")) + fields.get("RssFile", float("nan"))
 
     def cpu_seconds(self) -> float:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -133,8 +150,18 @@ class DaemonProcess:
     def wait(self, timeout: float = 5) -> int:
         return self.proc.wait(timeout)
 
-    def kill(self) -> None:
-        if self.proc.poll() is None:
+    def kill(self, grace: float = 5.0) -> None:
+        """Stop the daemon: SIGTERM, and SIGKILL only if it has not exited within ``grace``
+        seconds. A client killed outright is not removed from a ``--sync`` server's graph
+        until the server has waited out its timeout (5 s without realtime) for each of the
+        daemon's JACK clients, every cycle stalled meanwhile: every other client's audio and
+        MIDI stop for up to half a minute."""
+        if self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
 
@@ -164,6 +191,8 @@ class Player:
 
         sys.setswitchinterval(0.0005)
         self._lock = threading.Lock()
+        self._ts: list[float] = []
+        self._sent_cycle: dict[float, int] = {}
         self.out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=self.client)
         self.out.open_port(self._find(self.out.get_ports(), f"{self.daemon_name}:in"))
         # The ear reads like the daemon does (rtmidi's queue, drained by a polling thread):
@@ -175,7 +204,10 @@ class Player:
             client=self.client + "-ear",
             port=f"{self.daemon_name}-out:out",
             busy=lambda: True,
-            keepalive=None,  # the daemon never sends a broken sysex
+            # Not against broken sysex (the daemon sends none): rtmidi's per-message delta
+            # dates an arrival only as well as the message before it was dated, and the
+            # keep-alive brings one every 10 ms (deltas from seconds back drift by ms).
+            keepalive=0.01,
         )
         time.sleep(0.05)  # JACK applies new connections a cycle or two later
 
@@ -188,11 +220,28 @@ class Player:
 
     def _heard(self, data: list[int], t: float) -> None:
         with self._lock:
+            # arrival times never go backwards (dated by cycle starts), so ``heard(after)``
+            # can bisect: a soak's ear holds 10^5 messages and is asked every millisecond
+            self._ts.append(max(t, self._ts[-1]) if self._ts else t)
             self.received.append(Received(t, list(data), t))
+
+    def delivered(self, sent: float) -> float:
+        """When what this player sent at ``sent`` (a ``send`` result) reached the daemon: the
+        start of JACK's next cycle (the daemon dates its input by that cycle too)."""
+        with self._lock:
+            cycle = self._sent_cycle.get(sent)
+        return self.inp.heard_after(sent, cycle)
 
     def send(self, data: Sequence[int]) -> float:
         t = time.perf_counter()
         self.out.send_message(list(data))
+        cycle = self.inp.cycle_now()
+        if cycle is not None:
+            with self._lock:
+                self._sent_cycle[t] = cycle
+                if len(self._sent_cycle) > 1 << 14:  # a flood sends 10^4 a second
+                    for old in list(self._sent_cycle)[: 1 << 13]:
+                        del self._sent_cycle[old]
         return t
 
     def note(self, pitch: int, seconds: float, velocity: int = 90, channel: int = 0) -> float:
@@ -210,19 +259,24 @@ class Player:
 
     def heard(self, after: float = 0.0) -> list[Received]:
         with self._lock:
-            return [r for r in self.received if r.t >= after]
+            return self.received[bisect.bisect_left(self._ts, after) :]
 
     def note_ons(self, after: float = 0.0) -> list[Received]:
         return [r for r in self.heard(after) if r.data[0] & 0xF0 == 0x90 and r.data[2] > 0]
 
     def wait_for(self, predicate: Any, timeout: float, poll: float = 0.001) -> Received | None:
         deadline = time.perf_counter() + timeout
-        while time.perf_counter() < deadline:
-            for r in self.heard():
+        seen = 0  # each message is tested once: the list only grows
+        while True:
+            with self._lock:
+                new = self.received[seen:]
+            seen += len(new)
+            for r in new:
                 if predicate(r):
                     return r
+            if time.perf_counter() >= deadline:
+                return None
             time.sleep(poll)
-        return None
 
     def hanging(self) -> dict[tuple[int, int], int]:
         """Notes heard on but never off (by channel and pitch), after All Notes Off too."""

@@ -16,8 +16,10 @@ luck.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
+import os
 import shutil
 import signal
 import tempfile
@@ -56,6 +58,10 @@ class PhraseResult:
     daemon_latency_ms: float | None = None  # the daemon's --stats figure for that answer
     daemon_row: bool = False  # whether --stats had a line for it
     at: float = 0.0  # seconds into the run
+    from_send_ms: float | None = None  # the latency from when the release was sent
+    heard_at: float | None = None  # when the ear heard the first answer note
+    daemon_end: float | None = None  # the daemon's phrase end and first send (--stats)
+    daemon_sent: float | None = None
 
 
 @dataclass
@@ -70,6 +76,9 @@ class LiveBench:
     barge_in_ms: list[float] = field(default_factory=list)
     rss_start_mb: float = 0.0  # after the first minute (or the first phrases)
     rss_mb: float = 0.0  # at the end
+    rss_shared_mb: float = 0.0  # at the end, with JACK's shared segments
+    heap_start_mb: float = 0.0  # the anonymous part of rss_start_mb
+    heap_mb: float = 0.0  # ... of rss_mb
     idle_cpu_pct: float = 0.0
     exit_s: float = 0.0
     exit_code: int | None = None
@@ -115,6 +124,9 @@ class LiveBench:
             "latency_p50_ms": pct(lat, 50),
             "latency_p99_ms": pct(lat, 99),
             "latency_max_ms": max(lat) if lat else None,
+            "from_send_p99_ms": pct(
+                [r.from_send_ms for r in self.results if r.from_send_ms is not None], 99
+            ),
             "stats_rows": sum(r.daemon_row for r in answered),
             "stats_agree_max_ms": max(agree) if agree else None,
             "stats_agree_within_period": sum(
@@ -132,6 +144,9 @@ class LiveBench:
             "start_s": self.start_s,
             "rss_start_mb": self.rss_start_mb,
             "rss_mb": self.rss_mb,
+            "rss_shared_mb": self.rss_shared_mb,
+            "heap_start_mb": self.heap_start_mb,
+            "heap_mb": self.heap_mb,
             "idle_cpu_pct": self.idle_cpu_pct,
             "sigint_exit_s": self.exit_s,
             "exit_code": self.exit_code,
@@ -152,6 +167,19 @@ def _burn(stop: Any) -> None:  # a CPU-bound process beside the daemon (a busy D
     while not stop.is_set():
         for _ in range(100000):
             x += 1
+
+
+def _above_the_load() -> None:
+    """The player stands in for a keyboard and a listener outside the machine: the load is
+    the daemon's to bear, not theirs. Starved beside the CPU-bound processes, it sent phrases
+    with gaps nobody played (a phrase ended early, an answer "before" its end) and dated
+    what it heard late, by up to seconds (seen with --load 2). So this process's threads, the
+    ear's reader among them, run at nice -10 where allowed; the daemon, the load and jackd
+    keep their own priority (Linux nice is per thread; they were started before)."""
+    with contextlib.suppress(OSError, ValueError):
+        for tid in os.listdir("/proc/self/task"):
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, int(tid), -10)
 
 
 class _Load:
@@ -237,8 +265,10 @@ def run_live_bench(
     with jack_server(period, realtime=realtime) as server, _Load(load):
         daemon = DaemonProcess(args, name=name)
         player = Player(daemon_name=name, client=name + "-player")
-        tap = Tap(name + "-player")
+        with player.inp.paused():  # libjack: no frame-counter read while a client opens
+            tap = Tap(name + "-player")
         bench = LiveBench(phrases, server["period_ms"], daemon.start_seconds, load, seed)
+        _above_the_load()
         t_run = time.perf_counter()
         try:
             done = 0
@@ -254,8 +284,11 @@ def run_live_bench(
                     done += 1
                 if not bench.rss_start_mb and (elapsed > 60 or done == min(phrases, 20)):
                     bench.rss_start_mb = daemon.rss_mb()
+                    bench.heap_start_mb = daemon.heap_mb()
             time.sleep(MAX_RESPONSE + 1.0)  # let the last answer finish
             bench.rss_mb = daemon.rss_mb()
+            bench.rss_shared_mb = daemon.rss_mb(shared=True)
+            bench.heap_mb = daemon.heap_mb()
             if idle:
                 cpu0, t0 = daemon.cpu_seconds(), time.perf_counter()
                 # /proc counts CPU time in 10 ms ticks: 1 % of 5 s is 5 ticks, so a short
@@ -278,7 +311,8 @@ def run_live_bench(
                 bench.log_warnings.append(f"hanging {ch}/{pitch}: {trail}")
         finally:
             daemon.kill()
-            tap.close()
+            with player.inp.paused():
+                tap.close()
             player.close()
         bench.reached_note_ons = tap.note_ons
         bench.log_warnings += [line for line in daemon.stderr_lines if "antiphon:" in line]
@@ -299,6 +333,7 @@ def _read_daemon_files(bench: LiveBench, stats: Path, record: Path) -> None:
             row = min(near, key=lambda row: abs(row["phrase_end"] - r.end))
             r.daemon_row = True
             r.daemon_latency_ms = row.get("latency_ms")
+            r.daemon_end, r.daemon_sent = row["phrase_end"], row.get("first_note_sent")
     bench.daemon_late_events = sum(row.get("late_events", 0) for row in rows)
     bench.daemon_late_answers = sum(bool(row.get("late")) for row in rows)
     bench.input_drops = max((row.get("input_drops", 0) for row in rows), default=0)
@@ -349,17 +384,23 @@ def _play_step(
         (sent[k] for k, (at, _) in enumerate(ph.events) if abs(at - ph.release) < 1e-9),
         default=sent[-1],
     )
-    end = release + silence
     first = player.wait_for(
         lambda r: r.t > release and r.data[0] & 0xF0 == 0x90 and r.data[2] > 0,
-        max(0.0, end - time.perf_counter()) + ANSWER_WAIT,
+        max(0.0, release + silence - time.perf_counter()) + ANSWER_WAIT,
     )
+    # Both ends on JACK's timeline, as a JACK client measures them: the release happened
+    # when JACK delivered it (the start of the cycle after it was sent) and the answer when
+    # its first note was delivered to the ear. From the send call it reads up to a period
+    # more: the time the release waited on this side for the next cycle.
+    end = player.delivered(release) + silence
     result = PhraseResult(
         ph.kind,
         step.before.kind if step.before else None,
         end,
         None if first is None else 1e3 * (first.t - end),
         at=end - t_run,
+        from_send_ms=None if first is None else 1e3 * (first.t - release - silence),
+        heard_at=None if first is None else first.t,
     )
     bench.results.append(result)
     if first is None:
@@ -404,6 +445,7 @@ def format_live(b: LiveBench) -> str:
         row("response latency p50", s["latency_p50_ms"], "ms"),
         row("response latency p99", s["latency_p99_ms"], "ms", "target <= 10 ms + period"),
         row("response latency max", s["latency_max_ms"], "ms"),
+        row("  p99 from the release's send call", s["from_send_p99_ms"], "ms", "(+ <= 1 period)"),
         row("  --stats lines for answers", s["stats_rows"], "", f"of {s['answered']}"),
         row(
             "  --stats vs listener, worst",
@@ -421,8 +463,11 @@ def format_live(b: LiveBench) -> str:
         row("  ... in the --record file", s["recorded_note_ons"], ""),
         row("  input drops the daemon reported", s["input_drops"], ""),
         row("start to ready", s["start_s"], "s", "target <= 1.5 s"),
-        row("resident memory, start", s["rss_start_mb"], "MB"),
-        row("resident memory, end", s["rss_mb"], "MB", "target <= 250 MB"),
+        row("own resident memory, start", s["rss_start_mb"], "MB", "(after minute 1)"),
+        row("own resident memory, end", s["rss_mb"], "MB", "target: start + < 5 MB"),
+        row("  with JACK's shared segments", s["rss_shared_mb"], "MB"),
+        row("  of which heap, start", s["heap_start_mb"], "MB", "(anonymous pages)"),
+        row("  of which heap, end", s["heap_mb"], "MB"),
         row("idle CPU", s["idle_cpu_pct"], "%", "target <= 2 %"),
         row(
             "SIGINT to exit",

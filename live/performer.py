@@ -25,8 +25,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
+from antiphon.live import controls
 from antiphon.live.engine import PlanStep, Voice
-from antiphon.live.policy import MODES, PolicyConfig
+from antiphon.live.events import Events
+from antiphon.live.policy import PolicyConfig
 from antiphon.live.sampling import Sampler
 from antiphon.live.scheduler import Scheduler
 from antiphon.live.shaping import (
@@ -66,7 +68,14 @@ class Cue:
 @dataclass(frozen=True)
 class Control:
     name: str
-    value: float | str
+    value: float | str | None
+
+
+@dataclass(frozen=True)
+class Swap:
+    """Play another model's voice from now on (the daemon has interrupted the old one)."""
+
+    voice: Voice
 
 
 @dataclass
@@ -222,6 +231,7 @@ class Performer:
         quantize: float | None = None,
         now: Callable[[], float] = time.perf_counter,
         on_response: Callable[[ResponseStats], None] | None = None,
+        events: Events | None = None,
     ) -> None:
         self.voice, self.scheduler, self.timeline = voice, scheduler, timeline
         self.sampler, self.policy = sampler, policy
@@ -230,6 +240,7 @@ class Performer:
         self.quantize = quantize
         self.now = now
         self.on_response = on_response or (lambda stats: None)
+        self.events = events or Events()
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.committed = voice.empty()
         self.epoch = 0  # bumped by the input thread whenever what is planned must go
@@ -259,6 +270,7 @@ class Performer:
             )
             if busy:
                 self.scheduler.release_all()
+                self.events.emit("cancel", t=t)
             self.responding = False
         return busy
 
@@ -300,6 +312,12 @@ class Performer:
                 self._play(item)
         elif isinstance(item, Control):
             self._control(item)
+        elif isinstance(item, Swap):
+            self._swap(item)
+
+    def _swap(self, item: Swap) -> None:
+        self.voice = item.voice
+        self.committed = item.voice.empty()
 
     def _merge(self, first: Heard) -> object:
         """Batch what was heard meanwhile (a flood of input becomes one model update),
@@ -337,19 +355,19 @@ class Performer:
                 self._commit(item)
             elif isinstance(item, Control):
                 self._control(item)
+            elif isinstance(item, Swap):
+                self._swap(item)
+                return False  # the plan was the old model's
             elif isinstance(item, Cue) and item.epoch == self.epoch:
                 self.inbox.put(item)  # a newer cue replaces this plan
                 return False
 
     def _control(self, item: Control) -> None:
-        s = self.sampler.sampling
-        if item.name == "temperature":
-            s.temperature = float(item.value)
-        elif item.name == "top_p":
-            s.top_p = float(item.value)
-        elif item.name == "mode" and item.value in MODES and item.value != self.policy.mode:
-            self.interrupt(self.now())  # a mode change releases what the old mode played
-            self.policy.mode = str(item.value)
+        try:
+            controls.apply(self, item.name, item.value)
+        except Exception:  # validated when asked for; a race with another control is not fatal
+            log.exception("control %s=%r not applied", item.name, item.value)
+        self.events.emit("control", values=controls.current(self))
 
     def _schedule(
         self, notes: list[NoteEvent], start_time: float, epoch: int, stats: ResponseStats
@@ -361,6 +379,13 @@ class Performer:
                 return False
             events = notes_to_events(notes, start_time, self.channel, tag=stats.answer)
             self.scheduler.schedule(events)
+            self.events.emit(
+                "planned",
+                answer=stats.answer,
+                notes=[
+                    (start_time + n.start, start_time + n.end, n.pitch, n.velocity) for n in notes
+                ],
+            )
         stats.notes += len(notes)
         first = start_time + min(n.start for n in notes)
         stats.first_note_time = (
@@ -394,7 +419,10 @@ class Performer:
         if self.seed is not None:  # a fixed seed answers the same call the same way
             self.sampler.reseed(self.seed + self.responses)
         self.responses += 1
-        return self.voice.plan(
+        # A voice may play a mode its own way: a variation of the phrase (vary), voices
+        # around the player's line (accompany); otherwise every mode is ``plan``.
+        plan = getattr(self.voice, self.policy.mode, self.voice.plan)
+        return plan(
             self.committed,
             cue.preview,
             start_tick=start_tick,
@@ -427,6 +455,7 @@ class Performer:
                 # A new plan replaces the old one from here on; notes already sounding
                 # keep their note-offs.
                 self.scheduler.cancel(after=start_time)
+                self.events.emit("cancel", t=start_time)
         try:
             until = play.offset(start_tick + length)
             for step in self._steps(cue, start_tick, start_tick + length):

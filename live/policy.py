@@ -24,7 +24,10 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-MODES = ("respond", "accompany")
+MODES = ("respond", "accompany", "vary")
+# Modes answered at the end of the player's phrase; ``vary`` answers with a variation of it
+# (voices that encode a phrase: ``live.vae_voice``).
+PHRASE_MODES = ("respond", "vary")
 CHORD_WINDOW = 0.25  # seconds: notes struck this close after a hold went down are its chord
 
 Hold = tuple[Hashable, ...]  # ("key", channel, pitch) or ("pedal", channel)

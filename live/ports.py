@@ -15,6 +15,7 @@ port's ``port_name`` says what other programs see.
 from __future__ import annotations
 
 import abc
+import bisect
 import contextlib
 import logging
 import math
@@ -411,8 +412,18 @@ class MidiInput:
         """Connect again to a port matching the pattern; True once connected."""
         return True
 
-    def heard_after(self, t: float) -> float:
-        """When what is sent at ``t`` reaches the other side (no transport delay here)."""
+    def cycle_now(self) -> int | None:
+        """The transport's current cycle (JACK: the frame it began at); None: no cycles."""
+        return None
+
+    def stalled_for(self) -> float:
+        """Seconds since the transport last began a cycle (0: it has no cycles, or it
+        runs): a JACK server that was killed or hangs runs none."""
+        return 0.0
+
+    def heard_after(self, t: float, cycle: int | None = None) -> float:
+        """When what is sent at ``t`` (in ``cycle``) reaches the other side (no transport
+        delay here)."""
         return t
 
     def close(self) -> None:
@@ -478,10 +489,15 @@ class RtMidiInput(MidiInput):
         self.port_name = self._port.name
         self.keepalive = keepalive
         self._keeper = self._open_keeper(client) if self.backend == "jack" and keepalive else None
-        # JACK delivers once a period: what is sent waits for the next cycle. Arrivals mark
-        # cycles (the keep-alive brings one every ``keepalive``), so the wait is known.
-        self.period = jack_period() if self.backend == "jack" else None
-        self._cycle_mark: float | None = None
+        self._keeper_room = JackRoom.open(patience=0.0) if self._keeper is not None else None
+        # JACK delivers once a cycle: arrivals are dated by the cycle that brought them and
+        # what is sent is heard at the next one (see JackCycles).
+        self.cycles: JackCycles | None = None
+        if self.backend == "jack":
+            try:
+                self.cycles = JackCycles.open(self._now, name=f"{client}-cycles")
+            except OSError as e:
+                log.warning("MIDI input: JACK's cycles cannot be read (%s): times are polls", e)
         self._reader = threading.Thread(target=self._read, name="antiphon-midi-in", daemon=True)
         self._reader.start()
 
@@ -493,16 +509,20 @@ class RtMidiInput(MidiInput):
     def _read(self) -> None:
         last: float | None = None  # estimated arrival of the previous message
         quiet_since = probed = empty = self._now()
+        cycles = self.cycles
+        frame = empty_frame = -1  # the cycle under way at this poll / at the last empty one
         while not self._stop.is_set():
             drained = heard = 0
             with self._read_lock:
                 while not self._stop.is_set():
+                    if cycles is not None:
+                        frame = cycles.observe()
                     try:
                         got = self._port.midi.get_message()
                     except self._port.error:
                         got = None
                     if got is None:
-                        empty = self._now()
+                        empty, empty_frame = self._now(), frame
                         break
                     data, delta = got
                     polled = self._now()
@@ -511,7 +531,9 @@ class RtMidiInput(MidiInput):
                     # and before this one. (The backend's clock is not quite ours, so
                     # deltas alone drift: 0.4 % here, 0.4 s after a few minutes.)
                     t = polled if last is None else min(polled, max(empty, last + delta))
-                    last = self._cycle_mark = t
+                    last = t
+                    if cycles is not None:
+                        t = self._cycle_of(cycles, t, frame, empty_frame)
                     drained += 1
                     for part in split_stream(data):
                         if part != KEEPALIVE:
@@ -532,9 +554,23 @@ class RtMidiInput(MidiInput):
             every = self.keepalive if fast else max(self.keepalive or 0.0, IDLE_KEEPALIVE)
             if self._keeper is not None and now - probed >= every:
                 probed = now
-                with contextlib.suppress(Exception):
-                    self._keeper.send_message(KEEPALIVE)
+                with self._read_lock:  # it reads the frame counter too (see ``paused``)
+                    # Skipped while the server runs no cycles: rtmidi's send would spin.
+                    if self._keeper_room is None or self._keeper_room.take(len(KEEPALIVE)):
+                        with contextlib.suppress(Exception):
+                            self._keeper.send_message(KEEPALIVE)
             self._stop.wait(self.poll if fast else self.idle_poll)
+
+    @staticmethod
+    def _cycle_of(cycles: JackCycles, t: float, frame: int, empty_frame: int) -> float:
+        """The start of the cycle that brought a message estimated to have arrived at ``t``.
+        Not there at the last empty poll, so it came in a cycle that began after that poll
+        (a client runs right after its cycle begins), unless the counter has not moved."""
+        if frame != empty_frame:
+            after = cycles.first_after(empty_frame)
+            if after is not None:
+                t = max(t, after)
+        return cycles.start(t)
 
     def _open_keeper(self, client: str) -> Any:
         """JACK only: a client of ours that sends a complete sysex to our own input every
@@ -561,13 +597,36 @@ class RtMidiInput(MidiInput):
                 time.sleep(JACK_SETTLE_SECONDS)
         return keeper
 
-    def heard_after(self, t: float) -> float:
-        """When a message sent at ``t`` reaches the ports connected to ours: JACK's next
-        cycle after it (an arrival is dated at the start of the cycle that brought it)."""
-        mark, period = self._cycle_mark, self.period
-        if mark is None or not period:
+    def cycle_now(self) -> int | None:
+        return None if self.cycles is None else self.cycles.observe()
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Hold the reader (it reads nothing of JACK's meanwhile): open or close another JACK
+        client of this process in the block. libjack reading the server's frame counter
+        while a client of the same process opened crashed the process (a segfault in
+        ``jack_last_frame_time``, seen in CI)."""
+        with self._read_lock:
+            yield
+
+    def stalled_for(self) -> float:
+        if self.cycles is None:
+            return 0.0
+        seen = self.cycles.last_seen()
+        return 0.0 if seen is None else max(0.0, self._now() - seen)
+
+    def heard_after(self, t: float, cycle: int | None = None) -> float:
+        """When a message sent at ``t`` reaches the ports connected to ours: the start of
+        JACK's next cycle, as observed (a poll's precision). Give the ``cycle_now()`` read
+        right after sending: from ``t`` alone, a send just after a cycle began but before
+        this reader saw it (up to a poll) would be dated a cycle early."""
+        if self.cycles is None:
             return t
-        return mark + (math.floor((t - mark) / period) + 1) * period
+        if cycle is not None:
+            after = self.cycles.first_after(cycle)
+            if after is not None:
+                return after
+        return self.cycles.next_start(t)
 
     @property
     def peer(self) -> str | None:
@@ -595,9 +654,7 @@ KEEPALIVE = [0xF0, 0x7D, 0x61, 0x6E, 0xF7]  # a sysex for non-commercial use: "a
 IDLE_KEEPALIVE = 0.05  # seconds between keep-alives while nothing is played or sounding
 
 
-def jack_period() -> float | None:
-    """The running JACK server's period in seconds (None without one): a client opened
-    only to ask, never activated, so it never wakes with the server's cycles."""
+def _libjack() -> Any | None:
     import ctypes
     import ctypes.util
 
@@ -607,21 +664,211 @@ def jack_period() -> float | None:
         return None
     lib.jack_client_open.restype = ctypes.c_void_p
     lib.jack_client_open.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
-    for name in ("jack_get_buffer_size", "jack_get_sample_rate"):
+    for name in ("jack_get_buffer_size", "jack_get_sample_rate", "jack_last_frame_time"):
         getattr(lib, name).restype = ctypes.c_uint32
         getattr(lib, name).argtypes = [ctypes.c_void_p]
     lib.jack_client_close.argtypes = [ctypes.c_void_p]
+    return lib
+
+
+def _jack_client(lib: Any, name: str) -> int | None:
+    """A client opened only to read the server's state, never activated, so it never
+    wakes with the server's cycles (and cannot slow them)."""
+    import ctypes
+
     status = ctypes.c_int()
     no_start_server = 0x01
     with _quiet_stderr():
-        client = lib.jack_client_open(b"antiphon-period", no_start_server, ctypes.byref(status))
-    if not client:
+        return lib.jack_client_open(name.encode(), no_start_server, ctypes.byref(status)) or None
+
+
+_READERS: dict[str, tuple[Any, int]] = {}  # JACK server name -> (libjack, reading client)
+_READERS_LOCK = threading.Lock()
+
+
+def _jack_frames(name: str) -> tuple[float, int, Callable[[], int]]:
+    """``(period in seconds, frames per cycle, read the frame counter)`` of the running
+    server (OSError without one), through one reading client per server and process,
+    opened once and never closed: closing a libjack client just before rtmidi deletes its
+    own crashed the process now and then (seen in CI)."""
+    server = os.environ.get("JACK_DEFAULT_SERVER", "default")
+    with _READERS_LOCK:
+        if server not in _READERS:
+            lib = _libjack()
+            client = None if lib is None else _jack_client(lib, name)
+            if not client:
+                raise OSError("no JACK server to read cycles from")
+            _READERS[server] = (lib, client)
+        lib, client = _READERS[server]
+    frames, rate = lib.jack_get_buffer_size(client), lib.jack_get_sample_rate(client)
+    period = frames / rate if frames and rate else 0.001
+    return period, frames, lambda: lib.jack_last_frame_time(client)
+
+
+class JackRoom:
+    """Room in an rtmidi JACK output's ring, so that a send can never spin for good.
+
+    rtmidi's JACK output writes each message (a 4-byte length, then its bytes) into a
+    16 KB ring that its process callback empties once a cycle, and a send that finds the
+    ring full spins until there is room, holding the GIL. A server that stopped running
+    cycles (killed, or stalled waiting for a dead client under ``--sync``) never empties
+    it: the sending thread spun at 100 % CPU and every other thread of the daemon,
+    SIGTERM's handler included, froze for good (a daemon left behind by a test, seen
+    running so for ten minutes). So sends are counted against the server's frame counter:
+    at most ``room`` bytes per cycle begun (a third of the ring: the callbacks of the cycle
+    just begun and of one the client was late for may not have run yet). Past that, the
+    sender waits for the next cycle, GIL released, up to ``patience`` seconds, and then
+    the message is refused; until a cycle begins again, later ones are refused at once.
+    """
+
+    RING = 16384  # RtMidi's JACK_RINGBUFFER_SIZE
+    HEADER = 4  # the length rtmidi writes before each message
+
+    def __init__(
+        self,
+        read_frame: Callable[[], int],
+        *,
+        period: float = 0.001,
+        patience: float = 1.0,
+        now: Callable[[], float] = time.monotonic,
+        wait: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._read_frame, self.period, self.patience = read_frame, period, patience
+        self._now, self._wait = now, wait
+        self.room = self.RING // 3
+        self._frame = read_frame()
+        self._used = 0
+        self.stalled = False  # refused since the last cycle began
+        self.refused = 0
+
+    @classmethod
+    def open(cls, patience: float = 1.0) -> JackRoom | None:
+        """Over the running JACK server; None where its frame counter cannot be read."""
+        try:
+            period, _, read_frame = _jack_frames("antiphon-cycles")
+        except OSError:
+            return None
+        return cls(read_frame, period=period, patience=patience)
+
+    def _moved(self) -> bool:
+        frame = self._read_frame()
+        if frame == self._frame:
+            return False
+        self._frame, self._used, self.stalled = frame, 0, False
+        return True
+
+    def take(self, size: int) -> bool:
+        """Whether a message of ``size`` bytes may be sent now (it is then counted)."""
+        need = size + self.HEADER
+        self._moved()
+        if self._used + need > self.room:
+            deadline = self._now() + (0.0 if self.stalled else self.patience)
+            while not self._moved():
+                if self._now() >= deadline:
+                    self.stalled = True
+                    self.refused += 1
+                    return False
+                self._wait(min(self.period / 2, 0.0005))
+        self._used += need
+        return True
+
+
+class JackCycles:
+    """When the JACK server's cycles began, on our clock, as seen by reading its frame
+    counter at every poll.
+
+    JACK moves MIDI once a cycle: what a client sends between cycles reaches the connected
+    ports at the start of the next one, and what arrives arrived at the start of the cycle
+    that brought it. So both ends of a response are cycle starts. They cannot be computed
+    from the nominal period: the dummy driver's cycles stretch (8 % on a loaded machine)
+    and come in bursts, so a period counted from a start 10 ms ago is already a cycle off.
+    They are observed instead: a poll that finds the counter moved saw a cycle begin no
+    earlier than the poll before it. Cycles the reader slept through are spread evenly
+    between the observations around them; past the last one, the nominal period.
+    """
+
+    KEEP = 1 << 13  # observed starts kept: about 10 s at 64 frames
+
+    def __init__(
+        self,
+        now: Callable[[], float],
+        period: float,
+        frames_per_cycle: int,
+        read_frame: Callable[[], int],
+    ) -> None:
+        self._now, self.period, self._read_frame = now, period, read_frame
+        self.frames_per_cycle = max(1, frames_per_cycle)
+        self._lock = threading.Lock()
+        self._frames: list[int] = []
+        self._starts: list[float] = []
+
+    @classmethod
+    def open(cls, now: Callable[[], float], name: str = "antiphon-cycles") -> JackCycles:
+        """Over the running JACK server (OSError without one)."""
+        period, frames, read_frame = _jack_frames(name)
+        return cls(now, period, frames, read_frame)
+
+    def last_seen(self) -> float | None:
+        """When a cycle was last seen to begin (None: none yet)."""
+        with self._lock:
+            return self._starts[-1] if self._starts else None
+
+    def observe(self) -> int:
+        """Read the counter (the frame the current cycle began at); a new cycle seen now is
+        dated now. Cheap (a read of the server's shared memory): called at every poll."""
+        frame = self._read_frame()
+        t = self._now()
+        with self._lock:
+            if self._frames and frame == self._frames[-1]:
+                return frame
+            self._frames.append(frame)
+            self._starts.append(t)
+            if len(self._starts) > 2 * self.KEEP:
+                del self._frames[: self.KEEP], self._starts[: self.KEEP]
+        return frame
+
+    def first_after(self, frame: int) -> float | None:
+        """The start of the first cycle after the one that began at ``frame`` (None: not
+        seen yet); one the reader slept through is placed as in ``start``."""
+        with self._lock:
+            for i in range(len(self._frames) - 1, -1, -1):  # recent ones: a short walk
+                if self._frames[i] == frame:
+                    if i + 1 == len(self._starts):
+                        return None
+                    moved = (self._frames[i + 1] - frame) % (1 << 32)
+                    k = max(1, moved // self.frames_per_cycle)
+                    return self._starts[i] + (self._starts[i + 1] - self._starts[i]) / k
+                if (frame - self._frames[i]) % (1 << 32) < (1 << 31):  # older than it
+                    return None
         return None
-    try:
-        frames, rate = lib.jack_get_buffer_size(client), lib.jack_get_sample_rate(client)
-    finally:
-        lib.jack_client_close(client)
-    return frames / rate if frames and rate else None
+
+    def _around(self, t: float) -> tuple[float, float | None]:
+        """The estimated starts of the cycle in progress at ``t`` and of the next one (None:
+        not observed yet). Cycles the reader slept through (the counter moved by k > 1
+        cycles between two polls) are spread evenly between the two observations."""
+        with self._lock:
+            i = bisect.bisect_right(self._starts, t) - 1
+            if i < 0:
+                return t, (self._starts[0] if self._starts else None)
+            s = self._starts[i]
+            if i + 1 == len(self._starts):  # beyond the last observation: nominal cycles
+                begun = s + math.floor((t - s) / self.period) * self.period
+                return begun, None
+            gap = self._starts[i + 1] - s
+            moved = (self._frames[i + 1] - self._frames[i]) % (1 << 32)  # the counter wraps
+            k = max(1, moved // self.frames_per_cycle)
+            j = min(k - 1, math.floor((t - s) * k / gap)) if gap > 0 else 0
+            nxt = self._starts[i + 1] if j == k - 1 else s + (j + 1) * gap / k
+            return s + j * gap / k, nxt
+
+    def start(self, t: float) -> float:
+        """The start of the cycle in progress at ``t``."""
+        return self._around(t)[0]
+
+    def next_start(self, t: float) -> float:
+        """The start of the first cycle after ``t``: when what is sent at ``t`` is heard."""
+        begun, nxt = self._around(t)
+        return begun + self.period if nxt is None else nxt
 
 
 def split_stream(data: list[int]) -> list[list[int]]:
@@ -741,9 +988,34 @@ class RtMidiOutput(MidiOutput):
         self._port = _RtPort("out", backend, client, port, lambda midi: None, self._wait)
         self.backend = self._port.backend
         self.port_name = self._port.name
+        self._room = JackRoom.open() if self.backend == "jack" else None
+        # Note-offs refused while the server ran no cycles: sent first once it runs again,
+        # so a stall leaves no key down on the synth.
+        self._owed: dict[tuple[int, int], list[int]] = {}
 
     def _send(self, msg: list[int]) -> None:
-        self._port.midi.send_message(msg)
+        room = self._room
+        if room is None:
+            self._port.midi.send_message(msg)
+            return
+        if self._owed:
+            for key, off in list(self._owed.items()):
+                if not room.take(len(off)):
+                    break
+                self._port.midi.send_message(off)
+                del self._owed[key]
+        if room.take(len(msg)):
+            self._port.midi.send_message(msg)
+            return
+        if msg[0] & 0xF0 == 0x80 or (msg[0] & 0xF0 == 0x90 and msg[2] == 0):
+            self._owed[(msg[0] & 0x0F, msg[1])] = [0x80 | (msg[0] & 0x0F), msg[1], 0]
+        if room.refused == 1 or room.refused % 1000 == 0:
+            log.warning(
+                "MIDI output: the JACK server has run no cycle for over %.1f s: %d messages not "
+                "sent (note-offs are sent when it runs again)",
+                room.patience,
+                room.refused,
+            )
 
     def _close(self) -> None:
         self._port.close()

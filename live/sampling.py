@@ -12,6 +12,9 @@ class Sampling:
     temperature: float = 1.0  # 0: greedy
     top_p: float = 0.95
     seed: int | None = None
+    # How close a variation stays to the phrase it varies (models that vary a phrase: 1 =
+    # the same phrase, 0 = anything; ``live.vae_voice``)
+    similarity: float = 0.5
 
     def validate(self) -> Sampling:
         from antiphon.errors import UserError
@@ -20,6 +23,8 @@ class Sampling:
             raise UserError("--temperature must be >= 0")
         if not 0 < self.top_p <= 1:
             raise UserError("--top-p must be in (0, 1]")
+        if not 0 <= self.similarity <= 1:
+            raise UserError("--similarity must be in [0, 1]")
         return self
 
 

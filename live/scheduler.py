@@ -84,13 +84,16 @@ class Scheduler:
         skip_late_notes: float | None = 0.1,
         poll: float = 0.01,
         realtime_priority: int | None = None,
+        mark: Callable[[], int | None] | None = None,
     ) -> None:
         """``wait=None``: the runner sleeps on a condition that ``schedule``, ``cancel``,
         ``release_all`` and ``stop`` notify, so new material wakes it early. With an
         injected ``wait`` (e.g. a fake clock's advance) it sleeps in slices of at most
         ``poll`` seconds instead, so new material is still seen within ``poll``.
         ``realtime_priority``: the runner thread asks for SCHED_FIFO at that priority (Linux,
-        where the user may: JACK's own threads run so, and can starve an ordinary thread)."""
+        where the user may: JACK's own threads run so, and can starve an ordinary thread).
+        ``mark``: read right after an answer's first note-on went out (the JACK cycle it
+        went out in: see ``MidiInput.cycle_now``), kept beside its send time."""
         if not 0 <= channel <= 15:
             raise ValueError(f"MIDI channel must be 0..15, got {channel}")
         self.out = out
@@ -101,6 +104,8 @@ class Scheduler:
         self.skip_late_notes = skip_late_notes
         self.poll = poll
         self.realtime_priority = realtime_priority
+        self._mark = mark
+        self._first_mark: dict[int, int | None] = {}
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._stop = threading.Event()
@@ -150,6 +155,8 @@ class Scheduler:
                     self.skipped += 1
                     if tag is not None:
                         self._skipped_tags[tag] = self._skipped_tags.get(tag, 0) + 1
+                        if len(self._skipped_tags) > KEPT_TAGS:  # like _first_sent: bounded
+                            del self._skipped_tags[next(iter(self._skipped_tags))]
                     continue
                 del self._pending[0]
                 if lateness > self.late_tolerance:
@@ -165,8 +172,10 @@ class Scheduler:
                 self._emit(data)
                 if tag is not None and kind == "on" and tag not in self._first_sent:
                     self._first_sent[tag] = t
+                    self._first_mark[tag] = None if self._mark is None else self._mark()
                     if len(self._first_sent) > KEPT_TAGS:
                         del self._first_sent[next(iter(self._first_sent))]
+                        del self._first_mark[next(iter(self._first_mark))]
             return self._pending[0][0] if self._pending else None
 
     def cancel(self, after: float, *, cut: bool = False) -> int:
@@ -239,6 +248,11 @@ class Scheduler:
         """When the first note-on of answer ``tag`` was sent (None: none yet, or never)."""
         with self._lock:
             return self._first_sent.get(tag)
+
+    def first_mark(self, tag: int) -> int | None:
+        """``mark()`` as read when answer ``tag``'s first note-on went out."""
+        with self._lock:
+            return self._first_mark.get(tag)
 
     def skipped_of(self, tag: int) -> int:
         with self._lock:

@@ -58,6 +58,13 @@ class Timeline:
                 return self.follower.beat_at(t) + self._offset
             return self.fixed.beat_at(t)
 
+    def set_tempo(self, bpm: float, t: float) -> None:
+        """A new fixed tempo from ``t`` on, the beats continuing from where they are (a
+        running MIDI clock still leads while it runs)."""
+        with self._lock:
+            beat = self.fixed.beat_at(t)
+            self.fixed = FixedClock(bpm, t - beat * 60.0 / bpm)
+
     def _free(self, t: float) -> float:
         if self.fixed.tempo != self.tempo:  # follow a tempo estimate without jumping
             beat = self.fixed.beat_at(t)

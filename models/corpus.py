@@ -7,13 +7,18 @@ the sorted MIDI files under it. Two forms:
   package (all collections, or the named top-level folders), converted to MIDI in parallel
   into the user's cache directory. Conversion is incremental: a collection that finished
   (``manifest.json``) is never parsed again, and an interrupted collection resumes from its
-  journal. Sources music21 cannot convert are skipped and counted.
+  journal. The cache is keyed on the sources' content, not on music21's version: an
+  upgrade that ships the same files reuses it, a changed file is converted again. Sources
+  music21 cannot convert are skipped and counted. Largest work first, across all cores;
+  the progress bar's remaining time is weighted by each source's expected cost.
 - anything else: a directory searched recursively for ``.mid``/``.midi`` files (any case).
   Nothing is copied and the MIDI files are not parsed here; the tokenizer skips and counts
   the ones it cannot read.
 
 Splits are by file and depend only on a file's path relative to the root, so they agree
-across machines, runs and subsets of the corpus.
+across machines, runs and subsets of the corpus. The keyboard works in music21's corpus
+(``KEYBOARD_WORKS``) have a split rule of their own with a third of them held out, so
+that a piano-only test set (``Corpus.split("test", keyboard=True)``) exists at all.
 
 music21, tqdm and platformdirs are imported only by the functions that need them: importing
 this module stays cheap and never pulls in torch.
@@ -27,7 +32,6 @@ import io
 import json
 import os
 import signal
-import sys
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -42,10 +46,33 @@ if TYPE_CHECKING:
 
 SPLITS = ("train", "valid", "test")
 _SPLIT_BOUNDS = (90, 95)  # percent: train below 90, valid below 95, test the rest
+# Eleven works: 5 % would hold out none or one. A third goes to test, none to valid.
+_KEYBOARD_BOUNDS = (67, 67)
 MIDI_SUFFIXES = (".mid", ".midi")
 
+# The solo keyboard works music21's corpus holds (checked part by part in music21 10.5:
+# its Beethoven, Haydn, Mozart K. 80-458 and Robert Schumann are string quartets, its
+# Schubert and Dichterliebe songs). Stems relative to the corpus root; absent ones are
+# simply not there.
+KEYBOARD_WORKS = frozenset(
+    {
+        "bach/bwv846",  # The Well-Tempered Clavier I, Prelude in C
+        "chopin/mazurka06-2",
+        "cpebach/h186",
+        "joplin/maple_leaf_rag",
+        "mozart/k545/movement1_exposition",
+        "schoenberg/opus19/movement2",
+        "schoenberg/opus19/movement6",
+        "schumann_clara/polonaise_op1n1",
+        "schumann_clara/polonaise_op1n2",
+        "schumann_clara/polonaise_op1n3",
+        "schumann_clara/polonaise_op1n4",
+    }
+)
+
 # Bump when conversion changes, so caches written by older code are rebuilt, not reused.
-_CACHE_FORMAT = 1
+# 2: antiphon's own score -> MIDI (models/scoremidi.py); keyed on the sources' content.
+_CACHE_FORMAT = 2
 # Roman-numeral analyses are block-chord reductions of pieces the corpus already holds as
 # scores; converting them would duplicate those pieces as chord pads.
 _SKIPPED_SOURCES = frozenset({".rntxt"})
@@ -55,15 +82,24 @@ _PREFERRED_SOURCES = (".mxl", ".musicxml", ".xml", ".krn", ".abc")
 _MAX_ERROR = 200  # characters of an exception message kept in a manifest
 
 
-def split_of(relpath: str) -> str:
-    """The split of a file, from the sha1 of its posix path relative to the corpus root."""
+def split_of(relpath: str, *, keyboard: bool = False) -> str:
+    """The split of a file, from the sha1 of its posix path relative to the corpus root
+    (``keyboard``: the file is a keyboard work, which has bounds of its own)."""
     digest = hashlib.sha1(relpath.encode("utf-8")).digest()
     bucket = int.from_bytes(digest[:8], "big") % 100
-    if bucket < _SPLIT_BOUNDS[0]:
+    bounds = _KEYBOARD_BOUNDS if keyboard else _SPLIT_BOUNDS
+    if bucket < bounds[0]:
         return "train"
-    if bucket < _SPLIT_BOUNDS[1]:
+    if bucket < bounds[1]:
         return "valid"
     return "test"
+
+
+def is_keyboard_file(relpath: str) -> bool:
+    """Whether a converted music21 file (``stem.mid`` or an opus's ``stem-N.mid``) is one
+    of ``KEYBOARD_WORKS``."""
+    stem = relpath.removesuffix(".mid")
+    return stem in KEYBOARD_WORKS or stem.rpartition("-")[0] in KEYBOARD_WORKS
 
 
 @dataclass(frozen=True)
@@ -72,19 +108,33 @@ class Corpus:
     root: Path  # the folder holding the MIDI files
     files: tuple[str, ...]  # posix paths relative to root, sorted
     failed: int  # music21 sources (or single tunes of an opus) that could not be converted
+    keyboard: frozenset[str] = frozenset()  # the files that are keyboard works
 
-    def split(self, name: str) -> list[Path]:
-        """Absolute paths of the files in split ``name`` (one of ``SPLITS``)."""
+    def split_of(self, relpath: str) -> str:
+        return split_of(relpath, keyboard=relpath in self.keyboard)
+
+    def split(self, name: str, *, keyboard: bool = False) -> list[Path]:
+        """Absolute paths of the files in split ``name`` (one of ``SPLITS``); ``keyboard``:
+        only the keyboard works among them (the piano-only set)."""
         if name not in SPLITS:
             raise ValueError(f"unknown split {name!r}; expected one of {SPLITS}")
-        return [self.root / f for f in self.files if split_of(f) == name]
+        return [
+            self.root / f
+            for f in self.files
+            if self.split_of(f) == name and (not keyboard or f in self.keyboard)
+        ]
 
     def summary(self) -> dict[str, Any]:
         """JSON-native provenance for checkpoints: name, files per split, failures."""
         counts = dict.fromkeys(SPLITS, 0)
+        keys = dict.fromkeys(SPLITS, 0)
         for f in self.files:
-            counts[split_of(f)] += 1
-        return {"name": self.name, "files": counts, "failed": self.failed}
+            counts[self.split_of(f)] += 1
+            keys[self.split_of(f)] += f in self.keyboard
+        out: dict[str, Any] = {"name": self.name, "files": counts, "failed": self.failed}
+        if self.keyboard:
+            out["keyboard_files"] = keys
+        return out
 
     def describe(self) -> str:
         """The one-line summary the CLI prints after resolving a corpus."""
@@ -159,7 +209,6 @@ def _music21_corpus(
     selection: str | None, cache_dir: Path | None, progress: bool, workers: int
 ) -> Corpus:
     try:
-        import music21
         from music21 import common, corpus
     except ImportError:
         raise UserError(
@@ -172,9 +221,10 @@ def _music21_corpus(
         import platformdirs
 
         cache_dir = Path(platformdirs.user_cache_dir("antiphon"))
-    # One folder per music21 version, shared by every selection: "music21:bach" and
-    # "music21" reuse the same bach files, which therefore keep the same split.
-    out_root = Path(cache_dir).expanduser() / "corpora" / f"music21-{music21.__version__}"
+    # One folder for every music21 version and selection: "music21:bach" and "music21"
+    # reuse the same bach files, which therefore keep the same split; each collection's
+    # manifest says which sources (by content) it was converted from.
+    out_root = Path(cache_dir).expanduser() / "corpora" / "music21"
     files, failures = _build(out_root, {c: available[c] for c in chosen}, progress, workers)
     name = "music21" if selection is None else "music21:" + ",".join(chosen)
     if not files:
@@ -182,7 +232,10 @@ def _music21_corpus(
             f"--data {name}: music21 could not convert any of its {failures} pieces; "
             "try other collections, or pass --data DIR with a folder of MIDI files"
         )
-    return Corpus(name=name, root=out_root, files=tuple(sorted(files)), failed=failures)
+    keyboard = frozenset(f for f in files if is_keyboard_file(f))
+    return Corpus(
+        name=name, root=out_root, files=tuple(sorted(files)), failed=failures, keyboard=keyboard
+    )
 
 
 def _music21_sources(m21_root: Path, paths: list[Path]) -> dict[str, dict[str, str]]:
@@ -223,6 +276,19 @@ def _choose(selection: str, available: dict[str, dict[str, str]]) -> list[str]:
 # --- incremental, parallel conversion -----------------------------------------------------
 
 
+def source_digest(source: str) -> str:
+    """What a converted file is keyed on: its source's content (sha1), not its name or
+    music21's version."""
+    return hashlib.sha1(Path(source).read_bytes()).hexdigest()
+
+
+def _collection_key(sources: dict[str, str], digests: dict[str, str]) -> str:
+    h = hashlib.sha1(str(_CACHE_FORMAT).encode())
+    for stem in sorted(sources):
+        h.update(f"{stem}\0{digests[stem]}\n".encode())
+    return h.hexdigest()
+
+
 def _build(
     out_root: Path, collections: dict[str, dict[str, str]], progress: bool, workers: int
 ) -> tuple[list[str], int]:
@@ -230,55 +296,67 @@ def _build(
 
     Each finished source is appended to its collection's ``journal.jsonl`` as it completes;
     once all are in, the collection's ``manifest.json`` is written atomically and the
-    journal removed. A finished collection is read from its manifest, never re-parsed.
+    journal removed. A finished collection whose sources have not changed is read from its
+    manifest, never re-parsed.
     """
     finished: dict[str, dict[str, Any]] = {}
     journals: dict[str, dict[str, dict[str, Any]]] = {}
-    todo: list[tuple[str, str, str]] = []  # (collection, stem, source)
+    keys: dict[str, str] = {}
+    todo: list[tuple[str, str, str, str]] = []  # (collection, stem, source, digest)
     for coll, sources in collections.items():
-        manifest = _read_manifest(out_root, coll)
+        digests = {stem: source_digest(src) for stem, src in sources.items()}
+        keys[coll] = _collection_key(sources, digests)
+        manifest = _read_manifest(out_root, coll, keys[coll])
         if manifest is not None:
             finished[coll] = manifest
             continue
-        journals[coll] = _read_journal(out_root / coll / "journal.jsonl")
-        todo += [(coll, s, src) for s, src in sources.items() if s not in journals[coll]]
+        # What an older manifest of this collection (another music21 release, a changed
+        # source) and the journal of an interrupted build hold is kept for every source
+        # whose content is unchanged; the rest is converted again.
+        known = {
+            **_manifest_entries(out_root, coll),
+            **_read_journal(out_root / coll / "journal.jsonl"),
+        }
+        journals[coll] = {s: e for s, e in known.items() if e.get("digest") == digests.get(s)}
+        todo += [
+            (coll, s, src, digests[s]) for s, src in sources.items() if s not in journals[coll]
+        ]
 
     if todo:
-        from tqdm import tqdm
+        from antiphon.models.progress import WorkBar, conversion_cost
 
-        total = sum(len(sources) for sources in collections.values())
-        failures = sum(len(e["errors"]) for j in journals.values() for e in j.values())
-        with contextlib.ExitStack() as stack:
-            bar = stack.enter_context(
-                tqdm(
-                    total=total,
-                    initial=total - len(todo),
-                    unit="file",
-                    desc="music21 -> MIDI",
-                    disable=not progress,
-                    mininterval=0.5 if sys.stderr.isatty() else 30.0,
-                )
-            )
+        # Largest first: the last source to finish is then a small one, so neither core
+        # idles at the end while the other parses a string quartet.
+        costs = {(c, s): conversion_cost(src) for c, s, src, _ in todo}
+        todo.sort(key=lambda job: -costs[job[0], job[1]])
+        done = [e for j in journals.values() for e in j.values()]
+        total_sources = len(done) + len(todo)
+        bar = WorkBar(
+            total_sources=total_sources,
+            done_sources=len(done),
+            work=sum(costs.values()),
+            desc="music21 -> MIDI",
+            enabled=progress,
+            failed=sum(len(e["errors"]) for e in done),
+        )
 
-            def record(coll: str, stem: str, result: tuple[list[str], list[str]]) -> None:
-                nonlocal failures
-                entry = {"stem": stem, "files": result[0], "errors": result[1]}
-                # One fsynced line per source, after its MIDI files are complete: an
-                # interrupted build loses only the sources still running, and a torn last
-                # line is dropped on resume.
-                journal = out_root / coll / "journal.jsonl"
-                append_text(journal, json.dumps(entry) + "\n", what="corpus journal")
-                journals[coll][stem] = entry
-                failures += len(entry["errors"])
-                bar.set_postfix(failed=failures, refresh=False)
-                bar.update()
+        def record(coll: str, stem: str, digest: str, result: tuple[list[str], list[str]]) -> None:
+            entry = {"stem": stem, "digest": digest, "files": result[0], "errors": result[1]}
+            # One fsynced line per source, after its MIDI files are complete: an
+            # interrupted build loses only the sources still running, and a torn last
+            # line is dropped on resume.
+            journal = out_root / coll / "journal.jsonl"
+            append_text(journal, json.dumps(entry) + "\n", what="corpus journal")
+            journals[coll][stem] = entry
+            bar.advance(costs[coll, stem], failed=len(entry["errors"]))
 
+        with bar:
             _run(todo, out_root, workers, record)
 
     # Every source of these collections is journaled now (also after an interrupt that
     # fell between the last source and the manifest).
     for coll, entries in journals.items():
-        finished[coll] = _finish(out_root, coll, collections[coll], entries)
+        finished[coll] = _finish(out_root, coll, collections[coll], entries, keys[coll])
 
     files = [f for coll in collections for f in finished[coll]["files"]]
     failed = sum(len(finished[coll]["failures"]) for coll in collections)
@@ -286,23 +364,24 @@ def _build(
 
 
 def _run(
-    todo: list[tuple[str, str, str]],
+    todo: list[tuple[str, str, str, str]],
     out_root: Path,
     workers: int,
-    record: Callable[[str, str, tuple[list[str], list[str]]], None],
+    record: Callable[[str, str, str, tuple[list[str], list[str]]], None],
 ) -> None:
     if workers == 1 or len(todo) <= 1:
         # In-process: no start-up cost for tiny jobs, and the single-worker path is plain.
-        for coll, stem, source in todo:
-            record(coll, stem, _convert(source, str(out_root), stem))
+        for coll, stem, source, digest in todo:
+            record(coll, stem, digest, _convert(source, str(out_root), stem))
         return
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     pool = ProcessPoolExecutor(min(workers, len(todo)), initializer=_ignore_sigint)
     with pool:
+        # Submitted in order (largest first); the pool hands them out as workers free up.
         futures = {
-            pool.submit(_convert, source, str(out_root), stem): (coll, stem)
-            for coll, stem, source in todo
+            pool.submit(_convert, source, str(out_root), stem): (coll, stem, digest)
+            for coll, stem, source, digest in todo
         }
         try:
             for future in as_completed(futures):
@@ -337,16 +416,15 @@ def _convert(source: str, out_root: str, stem: str) -> tuple[list[str], list[str
     Runs in a worker process. Never raises for a bad source: music21 raises many kinds of
     exceptions on corpus files it cannot handle, and each only costs that source or tune.
     """
-    from music21 import corpus, stream
-    from music21.midi import translate
+    from music21 import stream
+
+    from antiphon.models.scoremidi import parse_for_midi, score_to_midi
 
     files: list[str] = []
     errors: list[str] = []
     with _quiet():
         try:
-            # forceSource: parse without writing music21's pickle cache; the MIDI files
-            # are this source's cache.
-            parsed = corpus.parse(source, forceSource=True)
+            parsed = parse_for_midi(source)
         except Exception as error:
             return [], [f"{stem}: {_brief(error)}"]
         # An opus (an ABC collection) holds many tunes: one MIDI file each.
@@ -357,7 +435,7 @@ def _convert(source: str, out_root: str, stem: str) -> tuple[list[str], list[str
         for number, score in enumerate(scores, start=1):
             rel = f"{stem}-{number}.mid" if is_opus else f"{stem}.mid"
             try:
-                _write_midi(translate.music21ObjectToMidiFile(score), Path(out_root) / rel)
+                _write_midi(score_to_midi(score), Path(out_root) / rel)
             except Exception as error:
                 errors.append(f"{rel}: {_brief(error)}")
             else:
@@ -386,11 +464,7 @@ def _brief(error: BaseException) -> str:
 def _write_midi(midi_file: Any, path: Path) -> None:
     # Never a half-written .mid after an interrupt: a cache entry is complete or absent.
     with atomic_path(path, what="corpus MIDI file") as part:
-        midi_file.open(str(part), "wb")
-        try:
-            midi_file.write()
-        finally:
-            midi_file.close()
+        midi_file.save(str(part))
 
 
 def _read_journal(path: Path) -> dict[str, dict[str, Any]]:
@@ -406,13 +480,14 @@ def _read_journal(path: Path) -> dict[str, dict[str, Any]]:
     return entries
 
 
-def _read_manifest(out_root: Path, coll: str) -> dict[str, Any] | None:
+def _read_manifest(out_root: Path, coll: str, key: str) -> dict[str, Any] | None:
     """A finished collection's manifest, or None if it must be (re)built."""
     try:
         manifest = json.loads((out_root / coll / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if manifest.get("format") != _CACHE_FORMAT:
+    # Written by other conversion code, or from sources that have changed since.
+    if manifest.get("format") != _CACHE_FORMAT or manifest.get("key") != key:
         return None
     # A cache someone pruned by hand is rebuilt rather than trusted.
     if not all((out_root / f).is_file() for f in manifest["files"]):
@@ -420,16 +495,32 @@ def _read_manifest(out_root: Path, coll: str) -> dict[str, Any] | None:
     return manifest
 
 
+def _manifest_entries(out_root: Path, coll: str) -> dict[str, dict[str, Any]]:
+    """The per-source entries of a collection's manifest whose files are all there."""
+    try:
+        manifest = json.loads((out_root / coll / "manifest.json").read_text(encoding="utf-8"))
+        entries = manifest.get("entries", []) if manifest.get("format") == _CACHE_FORMAT else []
+        return {e["stem"]: e for e in entries if all((out_root / f).is_file() for f in e["files"])}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
 def _finish(
-    out_root: Path, coll: str, sources: dict[str, str], entries: dict[str, dict[str, Any]]
+    out_root: Path,
+    coll: str,
+    sources: dict[str, str],
+    entries: dict[str, dict[str, Any]],
+    key: str,
 ) -> dict[str, Any]:
     ordered = [entries[stem] for stem in sorted(sources)]
     manifest = {
         "format": _CACHE_FORMAT,
+        "key": key,
         "collection": coll,
         "sources": len(ordered),
         "files": [f for e in ordered for f in e["files"]],
         "failures": [err for e in ordered for err in e["errors"]],
+        "entries": ordered,
     }
     folder = out_root / coll
     folder.mkdir(parents=True, exist_ok=True)

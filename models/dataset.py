@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -19,12 +20,15 @@ from pathlib import Path
 import numpy as np
 
 from antiphon.atomic import atomic_file
+from antiphon.models.augment import TempoStretch
 from antiphon.models.corpus import SPLITS, Corpus
 from antiphon.models.midi.notes import MidiFileError
 from antiphon.models.midi.tokenizer import Tokenizer
 
 PITCH_PREFIXES = ("NoteOn_", "NoteOff_", "Pitch_")
-TOKEN_CACHE_FORMAT = 2  # 1: one .npz, read whole; 2: .npy per split, memory-mapped
+# 1: one .npz, read whole; 2: .npy per split, memory-mapped; 3: + which pieces are
+# keyboard works (the format is part of the cache's key, so older caches are not read)
+TOKEN_CACHE_FORMAT = 3
 
 
 def progress_interval() -> float:
@@ -48,6 +52,15 @@ def cache_root() -> Path:
 class TokenSplit:
     tokens: np.ndarray  # (N,) int32, all pieces concatenated
     offsets: np.ndarray  # (P+1,) start of each piece, last = N
+    keyboard: tuple[int, ...] = ()  # indices of the pieces that are keyboard works
+
+    def piece_weights(self, keyboard_weight: float) -> np.ndarray | None:
+        """Per piece, how much likelier a window from it is; None when all are equal."""
+        if keyboard_weight == 1.0 or not self.keyboard:
+            return None
+        weights = np.ones(self.pieces)
+        weights[list(self.keyboard)] = keyboard_weight
+        return weights
 
     @property
     def pieces(self) -> int:
@@ -105,7 +118,9 @@ def corpus_cache_key(corpus: Corpus, *prefix: str) -> str:
 
 
 def _cache_key(corpus: Corpus, tokenizer: Tokenizer) -> str:
-    return corpus_cache_key(corpus, json.dumps(tokenizer.to_params(), sort_keys=True))
+    params = json.dumps(tokenizer.to_params(), sort_keys=True)
+    keyboard = json.dumps(sorted(corpus.keyboard))
+    return corpus_cache_key(corpus, f"format {TOKEN_CACHE_FORMAT}", params, keyboard)
 
 
 def tokenize_corpus(
@@ -126,25 +141,35 @@ def tokenize_corpus(
     splits: dict[str, TokenSplit] = {}
     failed = 0
     workers = workers or min(os.cpu_count() or 1, 4)
+    keyboard_paths = {corpus.root / f for f in corpus.keyboard}
     for split in SPLITS:
-        paths = [str(p) for p in corpus.split(split)]
-        seqs = _run(((params, p) for p in paths), len(paths), workers, progress, split)
+        paths = corpus.split(split)
+        jobs = ((params, str(p)) for p in paths)
+        seqs = _run(jobs, len(paths), workers, progress, split)
         pieces = []
-        for s in seqs:
+        keyboard = []
+        for path, s in zip(paths, seqs, strict=True):
             if s is None or not s:
                 failed += 1
             else:
+                if path in keyboard_paths:
+                    keyboard.append(len(pieces))
                 pieces.append(np.asarray([tokenizer.bos, *s, tokenizer.eos], dtype=np.int32))
         lengths = [len(p) for p in pieces]
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         tokens = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
-        splits[split] = TokenSplit(tokens, offsets)
+        splits[split] = TokenSplit(tokens, offsets, tuple(keyboard))
     summary = {
         **corpus.summary(),
         "unreadable": failed,
         "tokens": {k: len(v.tokens) for k, v in splits.items()},
         "pieces": {k: v.pieces for k, v in splits.items()},
     }
+    if corpus.keyboard:
+        summary["keyboard_tokens"] = {
+            k: int(sum(v.offsets[i + 1] - v.offsets[i] for i in v.keyboard))
+            for k, v in splits.items()
+        }
     result = TokenizedCorpus(splits, failed, summary)
     if cache is not None:
         _save(cache, result)
@@ -193,7 +218,15 @@ def _save(cache: Path, tc: TokenizedCorpus) -> None:
         for what, array in (("tokens", v.tokens), ("offsets", v.offsets)):
             with atomic_file(_array_path(cache, k, what), what="token cache") as f:
                 np.save(f, np.ascontiguousarray(array))
-    meta = json.dumps({"format": TOKEN_CACHE_FORMAT, "failed": tc.failed, "summary": tc.summary})
+    keyboard = {k: list(v.keyboard) for k, v in tc.splits.items()}
+    meta = json.dumps(
+        {
+            "format": TOKEN_CACHE_FORMAT,
+            "failed": tc.failed,
+            "summary": tc.summary,
+            "keyboard": keyboard,
+        }
+    )
     with atomic_file(_meta_path(cache), what="token cache") as f:
         f.write(meta.encode())
 
@@ -203,10 +236,12 @@ def load_token_cache(cache: Path) -> TokenizedCorpus:
     pages its windows touch, and the processes of one machine share them (the page cache),
     so a MAESTRO-sized corpus costs each training process almost nothing of its own."""
     meta = json.loads(_meta_path(cache).read_text())
+    keyboard = meta.get("keyboard", {})
     splits = {
         s: TokenSplit(
             np.load(_array_path(cache, s, "tokens"), mmap_mode="r"),
             np.load(_array_path(cache, s, "offsets")),
+            tuple(keyboard.get(s, ())),
         )
         for s in SPLITS
     }
@@ -228,28 +263,100 @@ def pitch_shift_tables(vocab: list[str], max_shift: int) -> dict[int, np.ndarray
     return tables
 
 
+@dataclass
+class Augment:
+    """What the sampler varies per window beyond transposition (``models.augment``)."""
+
+    velocity: dict[int, np.ndarray] | None = None  # shift in bins -> id table
+    stretch: TempoStretch | None = None
+    tempo: float = 0.0  # factors drawn log-uniformly in [1/(1+tempo), 1+tempo]
+
+    def vocab_size(self) -> int:
+        sizes = [len(t) for t in (self.velocity or {}).values()]
+        if self.stretch is not None:
+            sizes.append(len(self.stretch.ticks))
+        return max(sizes, default=0)
+
+
 class WindowSampler:
-    """Random (block+1)-token windows from a split, transposed at random."""
+    """Random (block+1)-token windows from a split, transposed at random.
+
+    ``weights`` (one per piece, e.g. ``TokenSplit.piece_weights``) make a window of a
+    piece that many times likelier per token; ``augment`` varies dynamics and tempo. With
+    neither, the stream of windows is the one earlier versions drew from the same seed.
+    """
 
     def __init__(
-        self, split: TokenSplit, block: int, seed: int, shifts: dict[int, np.ndarray] | None
+        self,
+        split: TokenSplit,
+        block: int,
+        seed: int,
+        shifts: dict[int, np.ndarray] | None,
+        *,
+        weights: np.ndarray | None = None,
+        augment: Augment | None = None,
     ) -> None:
         if len(split.tokens) < 2:
             raise ValueError("the training split holds no tokens")
         self.split, self.block = split, block
         self.rng = np.random.default_rng(seed)
-        self.shifts = shifts or {0: np.arange(int(split.tokens.max()) + 1, dtype=np.int32)}
+        self.augment = augment or Augment()
+        if not shifts:  # identity over every id a window can hold, augmented ones too
+            size = max(int(split.tokens.max()) + 1, self.augment.vocab_size())
+            shifts = {0: np.arange(size, dtype=np.int32)}
+        self.shifts = shifts
         self.shift_keys = sorted(self.shifts)
+        self.velocity_keys = sorted(self.augment.velocity or {})
+        self._cum: np.ndarray | None = None
+        if weights is not None:
+            if len(weights) != split.pieces or (np.asarray(weights) <= 0).any():
+                raise ValueError("one positive weight per piece is needed")
+            lengths = np.diff(split.offsets)
+            self._weights = np.asarray(weights, dtype=np.float64)
+            self._cum = np.concatenate([[0.0], np.cumsum(lengths * self._weights)])
+
+    def _start(self, n: int) -> int:
+        toks = self.split.tokens
+        if len(toks) <= n:
+            return -1
+        if self._cum is None:
+            return int(self.rng.integers(0, len(toks) - n + 1))
+        # A token drawn with probability proportional to its piece's weight; the window
+        # starts there (clipped so that it fits, as the unweighted draw is).
+        u = float(self.rng.random()) * self._cum[-1]
+        piece = int(np.searchsorted(self._cum, u, side="right")) - 1
+        piece = min(max(piece, 0), self.split.pieces - 1)
+        within = int((u - self._cum[piece]) / self._weights[piece])
+        return min(int(self.split.offsets[piece]) + within, len(toks) - n)
 
     def window(self, keep: bool = True) -> np.ndarray | None:
         """The next window; ``keep=False`` draws it (the stream moves on) without reading it."""
         toks = self.split.tokens
         n = self.block + 1
-        start = int(self.rng.integers(0, len(toks) - n + 1)) if len(toks) > n else -1
+        start = self._start(n)
         k = self.shift_keys[int(self.rng.integers(0, len(self.shift_keys)))]
+        v = 0
+        if self.velocity_keys:
+            v = self.velocity_keys[int(self.rng.integers(0, len(self.velocity_keys)))]
+        factor = 1.0
+        if self.augment.stretch is not None:
+            span = math.log1p(self.augment.tempo)
+            factor = math.exp(float(self.rng.uniform(-span, span)))
         if not keep:
             return None
-        w = np.resize(toks, n) if start < 0 else np.asarray(toks[start : start + n])
+        if start < 0:
+            w = np.resize(toks, n)
+        elif self.augment.stretch is not None and factor != 1.0:
+            # Stretching changes the number of time shifts: stretch more than a window's
+            # worth and cut; at the very end of the split, the window as it is.
+            source = np.asarray(toks[start : start + 2 * n])
+            stretched = self.augment.stretch.apply(source, factor)
+            w = stretched[:n] if len(stretched) >= n else np.asarray(toks[start : start + n])
+        else:
+            w = np.asarray(toks[start : start + n])
+        if v:
+            assert self.augment.velocity is not None
+            w = self.augment.velocity[v][w]
         shifted = self.shifts[k][w]
         return w if (shifted < 0).any() else shifted
 

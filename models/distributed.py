@@ -13,7 +13,9 @@ One ``Runtime`` per training process, built by ``setup`` and used alike by every
   ``--batch-size`` stays the *global* batch: every rank draws the same windows from the same
   seeded stream and keeps its own contiguous slice of rows (``rows``), so N processes take the
   steps one process with the same batch takes, and a run resumes under any number of them.
-  Rank 0 alone writes checkpoints, metrics, log lines and the progress bar.
+  Rank 0 alone writes checkpoints, metrics, log lines and the progress bar. State that lives
+  per row (a recurrent state carried between windows) is gathered whole into the checkpoint
+  and shared out again on resume (``gather``, ``share``).
 """
 
 from __future__ import annotations
@@ -190,6 +192,37 @@ class Runtime:
         v = value.detach().float().reshape(1).clone()
         torch.distributed.all_reduce(v)
         return float(v) / self.world
+
+    def gather(self, share: torch.Tensor, dim: int = 0) -> torch.Tensor:
+        """The whole batch from every rank's ``rows`` of it (rank order along ``dim``): what
+        one process would hold, for a checkpoint that resumes under any number."""
+        if not self.distributed:
+            return share
+        parts = [torch.empty_like(share) for _ in range(self.world)]
+        torch.distributed.all_gather(parts, share.contiguous())
+        return torch.cat(parts, dim)
+
+    def share(self, whole: torch.Tensor, batch: int, dim: int = 0) -> torch.Tensor:
+        """This rank's ``rows(batch)`` of a whole-batch tensor (the inverse of ``gather``);
+        rows past its end, the empty padding of a short batch, are zeros."""
+        if not self.distributed:
+            return whole
+        rows = self.rows(batch)
+        if (missing := rows.stop - whole.shape[dim]) > 0:
+            pad = list(whole.shape)
+            pad[dim] = missing
+            whole = torch.cat([whole, whole.new_zeros(pad)], dim)
+        return whole.narrow(dim, rows.start, len(rows))
+
+    def from_main(self, value: int) -> int:
+        """Rank 0's ``value`` on every rank: a decision only rank 0 can make (early stopping
+        on its validation) taken alike by all, so none leaves the loop alone. The others
+        wait here while rank 0 validates and saves."""
+        if not self.distributed:
+            return value
+        t = torch.tensor([value], dtype=torch.int64, device=self.device)
+        torch.distributed.broadcast(t, 0)
+        return int(t)
 
     def barrier(self) -> None:
         if self.distributed and torch.distributed.is_initialized():

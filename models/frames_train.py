@@ -16,6 +16,13 @@ a learning rate high enough to train fast (their noise averages out).
 The checkpoint has train.py's self-describing format (``grid`` instead of a tokenizer) plus a
 ``resume`` entry (current weights, optimizer, position in the epoch, carried state, RNGs)
 so ``--resume`` continues exactly.
+
+Under torchrun (``models.distributed``) every process plans the same epoch and takes its rows
+of each batch (an epoch's short last batch padded with empty rows so the shares are equal);
+a window's loss is the mean over the whole batch's frames, so N processes take the steps one
+takes. The checkpoint holds the carried state of every row, gathered from the processes, and
+a resumed run shares it out again under any number of them; rank 0 validates, and its count
+of validations without improvement is broadcast so all stop at the same step.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from antiphon.atomic import write_text
 from antiphon.errors import UserError
 from antiphon.models.corpus import resolve_corpus
 from antiphon.models.dataset import cache_root
-from antiphon.models.distributed import Throughput, launch_env, setup
+from antiphon.models.distributed import Loss, Runtime, Throughput
 from antiphon.models.midi.notes import Grid, MidiFileError
 from antiphon.models.midi.polyphonic import N_KEYS, PITCH_LO, benchmark_split, file_roll
 from antiphon.models.registry import family
@@ -46,6 +53,7 @@ from antiphon.models.train import (
     make_optimizer,
     resume_checkpoint,
     resumed_config,
+    run_on_runtime,
     save_atomic,
     training_bar,
     versions,
@@ -139,17 +147,28 @@ class PieceBatches:
                 batches.append([(i, shifts[i]) for i in chunk[b : b + self.batch_size]])
         return [batches[i] for i in rng.permutation(len(batches))]
 
-    def tensors(self, batch: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """frames (B, T, K) float and mask (B, T) of a batch, padded to its longest piece."""
+    def tensors(
+        self, batch: list[tuple[int, int]], rows: range | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """frames (R, T, K) float and mask (R, T) of ``rows`` of a batch (all of it unless
+        told: one process's), padded to the batch's longest piece, so every process of a
+        split batch takes the same windows; rows past the batch's end are empty (mask 0)."""
+        rows = range(len(batch)) if rows is None else rows
         T = max(len(self.rolls[i]) for i, _ in batch)
         K = self.rolls[0].shape[1]
-        x = np.zeros((len(batch), T, K), dtype=np.float32)
-        mask = np.zeros((len(batch), T), dtype=np.float32)
-        for b, (i, s) in enumerate(batch):
+        x = np.zeros((len(rows), T, K), dtype=np.float32)
+        mask = np.zeros((len(rows), T), dtype=np.float32)
+        for b, (i, s) in enumerate(batch[rows.start : rows.stop]):
             r = self.rolls[i]
             x[b, : len(r), max(0, s) : K + min(0, s)] = r[:, max(0, -s) : K - max(0, s)]
             mask[b, : len(r)] = 1.0
         return torch.from_numpy(x), torch.from_numpy(mask)
+
+    def frames_at(self, batch: list[tuple[int, int]]) -> np.ndarray:
+        """(T,) how many pieces of the whole batch have a frame at each position: a window's
+        loss is a mean over the batch's real frames, whichever process holds them."""
+        lengths = np.asarray([len(self.rolls[i]) for i, _ in batch])
+        return (lengths[:, None] > np.arange(lengths.max())).sum(0).astype(np.float64)
 
 
 @torch.no_grad()
@@ -213,22 +232,22 @@ def marginal_nll(train: list[np.ndarray], valid: list[np.ndarray]) -> float:
 def train_frames(
     cfg: TrainConfig, *, resume: bool = False, progress: bool = True, log: Any = None
 ) -> dict:
+    """Train ``cfg.arch`` (a frames family) on ``cfg.data``; returns the final metrics."""
     say = log or (lambda msg: None)
-    out = Path(cfg.out)
-    ckpt_path = out / "ckpt.pt"
     state = None
     if resume:
-        state = resume_checkpoint(ckpt_path, say)
+        state = resume_checkpoint(Path(cfg.out) / "ckpt.pt", say)
         cfg = resumed_config(state, cfg)
+    return run_on_runtime(_train_frames, cfg, state, say, progress)
+
+
+def _train_frames(
+    cfg: TrainConfig, rt: Runtime, state: dict | None, say: Any, progress: bool
+) -> dict:
+    out = Path(cfg.out)
+    ckpt_path = out / "ckpt.pt"
+    if state:
         say(f"resuming {ckpt_path} at step {state['step']}")
-    if launch_env()[1] > 1:
-        # An epoch's batches of whole pieces do not split into equal shares (its last batch
-        # is short, pieces differ in length) and early stopping decides on one process's
-        # validation: these families train in one process, on a GPU if asked.
-        raise UserError(
-            f"{cfg.arch} trains in one process; run it without torchrun (--device cuda for a GPU)"
-        )
-    rt = setup(cfg.device, cfg.precision)
     # One thread unless told: a recurrent step is a chain of small matmuls, where a second
     # thread's hand-offs cost more than it computes (30x slower on a busy 2-core machine).
     torch.set_num_threads(cfg.threads or 1)
@@ -241,9 +260,11 @@ def train_frames(
     model = model.to(rt.device)
     mc = model.config
     grid = Grid(GRID_TPQ)
-    rolls: Rolls = load_rolls(
-        cfg.data, grid, mc.frame_ticks, pitch_lo=mc.pitch_lo, n_keys=mc.n_keys, progress=progress
-    )
+    with rt.main_first():  # rank 0 builds the corpus cache, the others read it
+        rolls: Rolls = load_rolls(
+            cfg.data, grid, mc.frame_ticks, pitch_lo=mc.pitch_lo, n_keys=mc.n_keys,
+            progress=progress,
+        )  # fmt: skip
     s = rolls.summary
     say(
         f"{s['name']}: {s['pieces']['train']} train / {s['pieces']['valid']} valid pieces, "
@@ -260,8 +281,12 @@ def train_frames(
         say("benchmark file: no transposition (its pieces share one key)")
     batches = PieceBatches(rolls.train, cfg.batch_size, transpose, cfg.seed)
     subset = rolls.valid if cfg.eval_pieces <= 0 else rolls.valid[: cfg.eval_pieces]
+    # Split over processes, every batch is cfg.batch_size rows (an epoch's short last batch
+    # padded with empty ones) so the shares are equal; one process takes the batch as it is.
+    rows = rt.rows(cfg.batch_size) if rt.distributed else None
 
-    step, epoch, batch_i, chunk_i, carried = 0, 0, 0, 0, None
+    step, epoch, batch_i, chunk_i, carried, size = 0, 0, 0, 0, None, 0  # size: rows of the batch
+    running: float | None = None
     history: list[dict] = []
     best = {"nll": float("inf"), "step": 0, "weights": None, "bad": 0}
     average = WeightAverage(model)
@@ -273,14 +298,25 @@ def train_frames(
             scaler.load_state_dict(r["scaler"])
         torch.set_rng_state(r["torch_rng"])
         step, epoch, batch_i, chunk_i = state["step"], r["epoch"], r["batch"], r["chunk"]
-        carried = r["carried"] and tuple(h.to(rt.device) for h in r["carried"])
+        if r["carried"]:  # the state of every row of the batch: this process takes its own
+            size = r["carried"][0].shape[1]
+            carried = tuple(rt.share(h.to(rt.device), cfg.batch_size, dim=1) for h in r["carried"])
         best = {**r["best"], "weights": state["model"]}
         average = WeightAverage(model, r["average"])
         average.updates = r["average_updates"]
         history = state.get("history", [])
+        running = r.get("running")
     say(f"{cfg.arch} ({mc.head} head): {model.num_params():,} parameters on {rt.describe()}")
+    net = rt.wrap(Loss(model, lambda m, xs, h: m.frame_nll(xs, h)))
 
-    def save(metrics: dict | None = None) -> None:
+    def whole(carried: tuple | None, batch: int) -> list | None:
+        """The carried state of every row of the batch, as one process holds it (collective:
+        every rank calls it)."""
+        if carried is None:
+            return None
+        return [rt.gather(h, dim=1).narrow(1, 0, batch) for h in carried]
+
+    def save(carried: list | None, metrics: dict | None = None) -> None:
         out.mkdir(parents=True, exist_ok=True)
         blob = {
             "format": CHECKPOINT_FORMAT,
@@ -302,15 +338,16 @@ def train_frames(
                 "epoch": epoch,
                 "batch": batch_i,
                 "chunk": chunk_i,
-                "carried": list(carried) if carried is not None else None,
+                "carried": carried,
                 "best": {k: v for k, v in best.items() if k != "weights"},
                 "average": average.weights,
                 "average_updates": average.updates,
+                "running": running,  # the logged loss's moving average goes on as it was
             },
         }
         save_atomic(blob, ckpt_path)
 
-    def validate(loss: float) -> None:
+    def validate(loss: float, carried: list | None) -> None:  # rank 0's alone
         nll = average.nll(model, subset)
         improved = nll < best["nll"]
         if improved:
@@ -322,17 +359,18 @@ def train_frames(
             f"step {step} (epoch {epoch}): train NLL/frame {loss:.4f}, valid {nll:.4f}"
             + (" *" if improved else "")
         )
-        save()
+        save(carried)
 
     t0 = time.perf_counter()
     model.train()
     bar = training_bar(cfg.steps, step, progress)
     rate = Throughput(cfg.batch_size * mc.seq_len, step)  # frames per step, padding included
-    running = None
     while step < cfg.steps and best["bad"] < PATIENCE:
         plan = batches.plan(epoch)
         while batch_i < len(plan) and step < cfg.steps and best["bad"] < PATIENCE:
-            x, mask = (rt.tensor(t) for t in batches.tensors(plan[batch_i]))
+            batch, size = plan[batch_i], len(plan[batch_i])
+            x, mask = (rt.tensor(t) for t in batches.tensors(batch, rows))
+            frames_at = batches.frames_at(batch)
             L = mc.seq_len
             while chunk_i * L < x.shape[1] and step < cfg.steps and best["bad"] < PATIENCE:
                 window = slice(chunk_i * L, (chunk_i + 1) * L)
@@ -340,31 +378,45 @@ def train_frames(
                 for g in opt.param_groups:
                     g["lr"] = lr_at(step, cfg)
                 with rt.autocast():
-                    nll, carried = model.frame_nll(xs, carried)
-                    loss = (nll.float() * ms).sum() / ms.sum()
+                    nll, carried = net(xs, carried)
+                    # A mean over the whole batch's frames: DDP averages the ranks' gradients,
+                    # so each rank's sum is scaled by the number of ranks.
+                    loss = (nll.float() * ms).sum() / (frames_at[window].sum() / rt.world)
                 rt.optimize(loss, opt, scaler, model.parameters(), cfg.grad_clip)
-                average.update(model)
+                if rt.main:  # only rank 0 validates and saves the average
+                    average.update(model)
                 carried = tuple(h.detach() for h in carried)
                 step += 1
                 chunk_i += 1
-                running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+                value = rt.mean(loss)
+                running = value if running is None else 0.95 * running + 0.05 * value
                 bar.set_postfix(nll=f"{running:.3f}", epoch=epoch, frames_s=f"{rate(step):,.0f}")
                 bar.update()
                 if step % cfg.eval_every == 0 or step == cfg.steps:
-                    validate(running)
+                    held = whole(carried, size)
+                    if rt.main:
+                        validate(running, held)
+                    best["bad"] = rt.from_main(best["bad"])
             if chunk_i * L >= x.shape[1]:
                 batch_i, chunk_i, carried = batch_i + 1, 0, None
         if batch_i >= len(plan):
             epoch, batch_i = epoch + 1, 0
     bar.close()
+    held = whole(carried, size)
+    if not rt.main:
+        return {}
+    rt.close()  # the end is rank 0's alone: the others have left the loop
     if not history or history[-1]["step"] != step:
-        validate(running if running is not None else float("nan"))
+        validate(running if running is not None else float("nan"), held)
     stopped = "early stopping" if best["bad"] >= PATIENCE else "step budget"
 
     say("scoring the whole valid split with the best weights ...")
+    # The trained weights go back before the last save: a longer run resumes from them.
+    trained = copy.deepcopy(model.state_dict())
     if best["weights"] is not None:
         model.load_state_dict(best["weights"])
     valid_nll, n_valid = rolls_nll(model, rolls.valid)
+    model.load_state_dict(trained)
     metrics = {
         "valid_nll": valid_nll,
         "valid_frames": n_valid,
@@ -379,8 +431,9 @@ def train_frames(
         "frames_per_second": rate.overall(step),
         "device": str(rt.device),
         "precision": rt.precision,
+        "processes": rt.world,
     }
-    save(metrics)
+    save(held, metrics)
     write_text(out / "metrics.json", json.dumps(metrics, indent=2), what="metrics")
     say(
         f"valid NLL/frame {valid_nll:.4f} over {n_valid:,} frames (best step {best['step']}, "

@@ -24,7 +24,8 @@ class Family:
     model: str  # "module:Class" of the nn.Module; its config dataclass is ``config``
     config: str  # "module:Class" of the config dataclass
     adapter: str  # "module:Class" of the ONNX graph adapter (export.graphs)
-    representation: str  # "tokens" (miditok ids) | "frames" (piano roll) | "notes"
+    # "tokens" (miditok ids) | "frames" (piano roll) | "notes" | "bars" | "melody" | "multitrack"
+    representation: str
     summary: str
     voice: str | None = None  # "module:Class" (live.engine); None: by representation
     trainer: str | None = None  # "module:function"; None: token-window training
@@ -126,6 +127,52 @@ FAMILIES: dict[str, Family] = {
             "context, an LSTM decoder with attention continues it; one encoding per answer",
             adapter="antiphon.export.seq2seq_graph:Seq2SeqGraph",
             voice="antiphon.live.seq2seq_voice:Seq2SeqVoice",
+        ),
+        Family(
+            name="crnn-gan",
+            model="antiphon.models.crnngan:CRNNGenerator",
+            config="antiphon.models.crnngan:CRNNGANConfig",
+            adapter="antiphon.export.crnngan_graph:CRNNGANGraph",
+            representation="notes",
+            summary="C-RNN-GAN: notes as continuous (step, length, pitch, velocity), an LSTM "
+            "generator fed noise and its last note against a bidirectional-LSTM critic",
+            voice="antiphon.live.crnngan_voice:CRNNGANVoice",
+            trainer="antiphon.models.crnngan_train:train_crnngan",
+        ),
+        Family(
+            name="midinet",
+            model="antiphon.models.midinet:MidiNetGenerator",
+            config="antiphon.models.midinet:MidiNetConfig",
+            adapter="antiphon.export.midinet_graph:MidiNetGraph",
+            representation="bars",
+            summary="MidiNet's convolutional GAN: a bar of melody (16 steps) from noise, the "
+            "previous bar (a conditioner CNN at every level) and the chord; answers bar by bar",
+            voice="antiphon.live.midinet_voice:MidiNetVoice",
+            trainer="antiphon.models.midinet_train:train_midinet",
+        ),
+        Family(
+            name="musicvae",
+            model="antiphon.models.musicvae:MusicVAE",
+            config="antiphon.models.musicvae:MusicVAEConfig",
+            adapter="antiphon.export.vae_graph:VAEGraph",
+            representation="melody",
+            summary="MusicVAE: a bidirectional-LSTM encoder to a latent, an LSTM decoder fed it "
+            "at every step (2-bar melodies; the hierarchical conductor by config); answers "
+            "with variations of the player's phrase, morphs between phrases",
+            voice="antiphon.live.vae_voice:VAEVoice",
+            trainer="antiphon.models.vae_train:train_vae",
+        ),
+        Family(
+            name="musegan",
+            model="antiphon.models.musegan:MuseGAN",
+            config="antiphon.models.musegan:MuseGANConfig",
+            adapter="antiphon.export.musegan_graph:MuseGANGraph",
+            representation="multitrack",
+            summary="MuseGAN (hybrid): four voices x 4 bars of piano roll from shared and "
+            "per-track latents through a temporal generator, WGAN-GP; accompanies the "
+            "player's line with the other voices",
+            voice="antiphon.live.musegan_voice:MuseGANVoice",
+            trainer="antiphon.models.musegan_train:train_musegan",
         ),
     ]
 }

@@ -25,8 +25,10 @@ import torch.nn.functional as F
 from antiphon import __version__
 from antiphon.atomic import atomic_file, previous_of, write_text
 from antiphon.errors import UserError
+from antiphon.models.augment import stretch_for, velocity_tables
 from antiphon.models.corpus import resolve_corpus
 from antiphon.models.dataset import (
+    Augment,
     TokenizedCorpus,
     WindowSampler,
     cache_root,
@@ -60,6 +62,9 @@ class TrainConfig:
     eval_every: int = 200
     eval_pieces: int = 16  # periodic validation on this many valid pieces (full at the end)
     transpose: int = 6  # augmentation: random shift in [-transpose, +transpose] semitones
+    velocity: int = 0  # augmentation: all velocities moved by up to this many bins
+    tempo: float = 0.0  # augmentation: time stretched by up to 1+tempo (MIDI-like tokens)
+    keyboard_weight: float = 1.0  # a keyboard work's windows this many times likelier
     seed: int = 1337
     threads: int = 0  # torch threads; 0 = all cores
     device: str = "auto"  # auto|cpu|cuda|mps (models.distributed)
@@ -338,7 +343,12 @@ def _train_tokens(
     scaler = rt.scaler()
     rows = rt.rows(cfg.batch_size)
     sampler = WindowSampler(
-        data["train"], cfg.block_size, cfg.seed, pitch_shift_tables(tokenizer.vocab, cfg.transpose)
+        data["train"],
+        cfg.block_size,
+        cfg.seed,
+        pitch_shift_tables(tokenizer.vocab, cfg.transpose),
+        weights=train_weights(data, cfg, say),
+        augment=train_augment(tokenizer, cfg),
     )
     step = 0
     history: list[dict] = []
@@ -403,6 +413,36 @@ def _train_tokens(
         f"(bigram baseline {bigram_nll:.4f}); checkpoint {ckpt_path}"
     )
     return {**metrics, "checkpoint": str(ckpt_path)}
+
+
+def train_weights(data: TokenizedCorpus, cfg: TrainConfig, say: Any) -> np.ndarray | None:
+    """``--keyboard-weight``: per-piece weights of the training split (None: uniform)."""
+    if cfg.keyboard_weight <= 0:
+        raise UserError(f"--keyboard-weight must be positive, got {cfg.keyboard_weight}")
+    split = data["train"]
+    weights = split.piece_weights(cfg.keyboard_weight)
+    if weights is None:
+        if cfg.keyboard_weight != 1.0:
+            say(f"--keyboard-weight {cfg.keyboard_weight}: {cfg.data} has no keyboard works")
+        return None
+    lengths = np.diff(split.offsets)
+    share = float((lengths * weights)[list(split.keyboard)].sum() / (lengths * weights).sum())
+    say(
+        f"{len(split.keyboard)} keyboard works ({int(lengths[list(split.keyboard)].sum()):,} "
+        f"tokens) weighted x{cfg.keyboard_weight:g}: {100 * share:.1f} % of the windows"
+    )
+    return weights
+
+
+def train_augment(tokenizer: Tokenizer, cfg: TrainConfig) -> Augment:
+    """``--velocity`` and ``--tempo`` (``models.augment``)."""
+    if cfg.velocity < 0:
+        raise UserError(f"--velocity must be 0 or more bins, got {cfg.velocity}")
+    return Augment(
+        velocity=velocity_tables(tokenizer.vocab, cfg.velocity) if cfg.velocity else None,
+        stretch=stretch_for(tokenizer.kind, tokenizer.vocab, tokenizer.grid.tpq, cfg.tempo),
+        tempo=cfg.tempo,
+    )
 
 
 def valid_split_of(ckpt: dict) -> tuple[Any, str]:

@@ -135,3 +135,12 @@ def trained_onnx(trained_run: dict) -> Path:
 
     ckpt = Path(trained_run["checkpoint"])
     return export_verified(ckpt, ckpt.parent / "tiny-trained.onnx")[0]
+
+
+@pytest.fixture(scope="session")
+def motif_vae(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """A tiny MusicVAE trained on eight motifs (``tests.vae_motifs``): (.onnx, metrics)."""
+    pytest.importorskip("torch")
+    from tests.vae_motifs import train_motif_vae
+
+    return train_motif_vae(tmp_path_factory.mktemp("motifs"))

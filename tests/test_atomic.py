@@ -165,3 +165,15 @@ def test_the_hook_sees_a_complete_temp_before_the_rename(
     )
     write_bytes(target, b"new")
     assert seen == [(b"new", OLD)]
+
+
+def test_what_a_process_keeps_of_its_writes_stays_bounded(target: Path) -> None:
+    """A daemon rewrites its recording every few seconds for hours: each finished write
+    forgets its temporary file, whether it was renamed or failed."""
+    before = len(atomic._active)
+    for i in range(50):
+        atomic.write_bytes(target, b"x" * i)
+    with pytest.raises(RuntimeError), atomic.atomic_file(target, "wb") as f:
+        f.write(b"half")
+        raise RuntimeError("the writer failed")
+    assert len(atomic._active) == before

@@ -2,8 +2,8 @@
 
 Every module's imports are read from its source, the lazy ones inside functions included,
 and checked against ``RULES``; a fresh interpreter in which torch cannot be imported then
-runs the daemon's side for real: every ``antiphon.live`` module, and ``antiphon continue``
-with the shipped default model.
+runs the daemon's side for real: every ``antiphon.live`` and ``antiphon.sound`` module, and
+``antiphon continue`` with the shipped default model.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ LAYERS = [
     ("antiphon.cli", "cli"),
     ("antiphon.__main__", "cli"),
     ("antiphon.live", "live"),
+    ("antiphon.sound", "sound"),
+    ("antiphon.studio", "studio"),
     ("antiphon.export", "export"),
     ("antiphon.models.midi", "midi"),
     ("antiphon.models.registry", "registry"),  # plain data that the daemon reads
@@ -38,13 +40,21 @@ DAEMON_DEPS = {"numpy", "mido", "rtmidi", "onnxruntime", "miditok", "symusic"}
 RULES: dict[str, tuple[set[str], set[str] | None]] = {
     "core": ({"core"}, {"numpy"}),
     "cli": ({"core", "cli"}, set()),  # at module level; its handlers import the library (LAZY)
-    "live": ({"core", "live", "midi", "registry"}, DAEMON_DEPS),
+    "live": ({"core", "live", "midi", "registry", "sound"}, DAEMON_DEPS),
+    # FluidSynth (pyfluidsynth's module is ``fluidsynth``) is imported only where it plays.
+    "sound": ({"core", "sound", "midi"}, {"numpy", "mido", "fluidsynth"}),
+    # The studio's server runs inside the daemon: what the daemon may import, and websockets.
+    "studio": (
+        {"core", "live", "midi", "registry", "sound", "studio"},
+        DAEMON_DEPS | {"websockets"},
+    ),
     "midi": ({"core", "midi"}, {"numpy", "mido", "miditok", "symusic"}),
     "registry": ({"core"}, set()),  # names the torch modules as strings, imports none
     "models": ({"core", "models", "midi", "registry"}, None),
     "export": ({"core", "export", "live", "models", "midi", "registry"}, None),
 }
-LAZY = {"cli": {"live", "export", "models", "midi", "registry"}}  # inside functions only
+# inside functions only
+LAZY = {"cli": {"live", "export", "models", "midi", "registry", "sound", "studio"}}
 
 
 def layer(module: str) -> str:
@@ -140,6 +150,8 @@ def test_every_module_has_a_layer_and_every_layer_has_modules() -> None:
         ("antiphon.cli", "from antiphon.export.bench import bench"),
         ("antiphon.export.verify", "from antiphon.cli import main"),
         ("antiphon.live.stepper", "from .. import cli"),
+        ("antiphon.sound.render", "from antiphon.live.daemon import Daemon"),
+        ("antiphon.sound.render", "import torch"),
     ],
 )
 def test_the_checker_flags_a_forbidden_import(module: str, source: str) -> None:
@@ -154,6 +166,8 @@ def test_the_checker_flags_a_forbidden_import(module: str, source: str) -> None:
         ("antiphon.export.verify", "import torch\nfrom antiphon.live.stepper import greedy"),
         ("antiphon.cli", "def f():\n    from antiphon.export.bench import bench"),
         ("antiphon.models.midi.codec", "from .notes import Grid"),
+        ("antiphon.live.daemon", "def f():\n    from antiphon.sound.synth import LiveSynth"),
+        ("antiphon.sound.render", "import fluidsynth\nfrom antiphon.models.midi import notes"),
     ],
 )
 def test_the_checker_lets_an_allowed_import_pass(module: str, source: str) -> None:
@@ -183,8 +197,8 @@ class Block(importlib.abc.MetaPathFinder):
             raise ImportError(f"{name} must not be imported by the daemon's side")
 
 sys.meta_path.insert(0, Block())
-import antiphon.live, antiphon.models.midi
-for package in (antiphon.live, antiphon.models.midi):
+import antiphon.live, antiphon.models.midi, antiphon.sound
+for package in (antiphon.live, antiphon.models.midi, antiphon.sound):
     for m in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
         importlib.import_module(m.name)
 from antiphon.cli import main

@@ -18,10 +18,16 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from typing import IO
 
 import pytest
 
-JACKD_ARGS = ["--no-realtime", "-d", "dummy", "-r", "48000", "-p", "256"]
+# --sync: the server waits for every client each cycle. In jackd2's default asynchronous
+# mode a client that is late for a cycle (a loaded 2-core CI machine) never sees that
+# cycle's MIDI: the test's listener then "heard" a note-on whose note-off came in the lost
+# cycle, and failed a daemon that had sent both (test_midinet_live, 2 runs in 5 under load;
+# 0 in 10 with --sync). The bench's server (live/harness.py) runs so for the same reason.
+JACKD_ARGS = ["--sync", "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "256"]
 START_TIMEOUT = 10.0  # seconds; the dummy driver is up in well under one
 
 
@@ -37,40 +43,47 @@ def jack_running() -> bool:
     return probe("jack") is None
 
 
-@pytest.fixture(scope="session")
-def jack_server() -> Iterator[None]:
+def start_jackd(name: str | None, log: IO[str]) -> subprocess.Popen:
+    """``jackd`` (the dummy driver, ``JACKD_ARGS``) named ``name`` (None: the default
+    server), once it accepts clients; its output goes to ``log`` (a file, not a pipe:
+    nobody reads it while it runs, and a full pipe would block the server)."""
     jackd = shutil.which("jackd")
     if jackd is None:
         pytest.skip("jackd is not installed (Debian/Ubuntu: apt install jackd2)")
-    if jack_running():
+    args = [jackd, *(["-n", name] if name else []), *JACKD_ARGS]
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + START_TIMEOUT
+    while not jack_running():
+        if proc.poll() is not None:
+            log.seek(0)
+            pytest.fail(f"jackd exited with {proc.returncode}: {log.read().strip()[-500:]}")
+        if time.monotonic() > deadline:
+            stop_jackd(proc)
+            pytest.fail(f"jackd did not accept clients within {START_TIMEOUT} s")
+        time.sleep(0.05)
+    return proc
+
+
+def stop_jackd(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def jack_server() -> Iterator[None]:
+    if shutil.which("jackd") is not None and jack_running():
         yield
         return
-    args = [jackd]
-    name = os.environ.get("JACK_DEFAULT_SERVER")
-    if name:
-        args += ["-n", name]
-    # A file, not a pipe: nobody reads jackd's log during the session, and a full pipe
-    # would block the server.
     with tempfile.TemporaryFile(mode="w+") as log:
-        proc = subprocess.Popen(args + JACKD_ARGS, stdout=log, stderr=subprocess.STDOUT)
+        proc = start_jackd(os.environ.get("JACK_DEFAULT_SERVER"), log)
         try:
-            deadline = time.monotonic() + START_TIMEOUT
-            while not jack_running():
-                if proc.poll() is not None:
-                    log.seek(0)
-                    tail = log.read().strip()[-500:]
-                    pytest.fail(f"jackd exited with {proc.returncode}: {tail}")
-                if time.monotonic() > deadline:
-                    pytest.fail(f"jackd did not accept clients within {START_TIMEOUT} s")
-                time.sleep(0.05)
             yield
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_jackd(proc)
 
 
 SILENCE = 0.3  # the daemon's --silence-ms in the end-to-end tests, in seconds
@@ -91,7 +104,11 @@ def live(jack_server, trained_onnx, request, tmp_path):  # type: ignore[no-untyp
         ["--model", str(trained_onnx), "--silence-ms", str(SILENCE * 1000), "--seed", "3", *extra],
         name=name,
     )
-    player = Player(daemon_name=name, client=name + "-kbd")
+    try:  # a Player that cannot open must not leave the daemon running
+        player = Player(daemon_name=name, client=name + "-kbd")
+    except BaseException:
+        daemon.kill()
+        raise
     try:
         yield daemon, player
     finally:

@@ -118,3 +118,43 @@ def test_a_failing_disk_is_one_warning_and_the_saver_recovers(tmp_path, caplog) 
         finally:
             r.stop_saving()
     assert len(caplog.records) == 2 and "saved again" in caplog.records[1].getMessage()
+
+
+def test_a_save_allocates_about_one_copy_of_the_recording() -> None:
+    """The saver encodes the whole session every few seconds: each save must build the file
+    in one buffer, not leave a copy per track, chunk and join behind (RSS grew in a soak)."""
+    import tracemalloc
+
+    r = Recorder(bpm=120)
+    _session(r, 0, 20_000)
+    first = r.to_bytes(30_000.0)  # encodes the events once
+    tracemalloc.start()
+    try:
+        again = r.to_bytes(30_000.0)
+        _size, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert again == first and len(first) > 200_000
+    assert peak < 1.6 * len(first)
+
+
+def test_the_saver_streams_the_file_without_a_copy_of_it(tmp_path) -> None:
+    """Each save rewrites the whole file: a whole-file buffer every few seconds (a few MB,
+    allocated and freed over and over) grew a 30-minute soak's heap by 22 MB."""
+    import tracemalloc
+
+    r = Recorder(bpm=120)
+    _session(r, 0, 20_000)
+    r.write(tmp_path / "a.mid", 30_000.0)  # encodes the events once
+    _session(r, 20_000, 10)
+    tracemalloc.start()
+    try:
+        path = r.write(tmp_path / "b.mid", 40_000.0)
+        _size, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    size = path.stat().st_size
+    assert size > 200_000 and peak < 0.1 * size
+    r.add("player", 40_001.0, [0x90, 61, 80])  # the body still grows after a save
+    r.write(tmp_path / "c.mid", 40_002.0)
+    assert mido.MidiFile(tmp_path / "c.mid").tracks[1][-3].note == 61

@@ -361,3 +361,47 @@ def test_realtime_runner_plays_from_a_fifo_thread_where_allowed() -> None:
     assert policies[0] == (os.SCHED_FIFO if _fifo_allowed() else os.SCHED_OTHER)
     assert threading.current_thread() is threading.main_thread()
     assert os.sched_getscheduler(0) == os.SCHED_OTHER  # only the runner thread changed
+
+
+def test_the_cycle_an_answers_first_note_went_out_in_is_kept_beside_its_send_time() -> None:
+    cycle = iter(range(100, 10_000, 64))
+    clock, _out, sched = make(mark=lambda: next(cycle))
+    sched.schedule(
+        [ScheduledEvent(0.1, (0x90, 60, 90), tag=1), ScheduledEvent(0.2, (0x80, 60, 0), tag=1)]
+    )
+    sched.schedule(
+        [ScheduledEvent(0.3, (0x90, 62, 90), tag=2), ScheduledEvent(0.35, (0x90, 64, 90), tag=2)]
+    )
+    run_to_end(clock, sched)
+    # read once per answer, when its first note-on went out: never for note-offs or later notes
+    assert (sched.first_sent(1), sched.first_mark(1)) == (0.1, 100)
+    assert (sched.first_sent(2), sched.first_mark(2)) == (0.3, 164)
+    assert sched.first_mark(3) is None
+
+
+def test_per_answer_bookkeeping_stays_bounded_over_many_answers() -> None:
+    """A long session has tens of thousands of answers: what is kept per answer (first
+    sends, their cycles, notes skipped as too late) covers the recent ones only."""
+    from antiphon.live.scheduler import KEPT_TAGS
+
+    clock, _out, sched = make(skip_late_notes=0.05)
+    answers = 3 * KEPT_TAGS
+    for tag in range(answers):
+        t = clock.t
+        sched.schedule(
+            [
+                ScheduledEvent(t, (0x90, 60, 90), tag=tag),  # due now: sent
+                ScheduledEvent(t + 0.01, (0x80, 60, 0), tag=tag),
+                ScheduledEvent(t + 0.02, (0x90, 62, 90), tag=tag),  # found 1 s late: skipped
+                ScheduledEvent(t + 0.03, (0x80, 62, 0), tag=tag),
+            ]
+        )
+        sched.pump(t)
+        sched.pump(t + 0.011)
+        clock.t = t + 1.0
+        sched.pump(clock.t)
+    last = answers - 1
+    assert sched.first_sent(last) is not None and sched.skipped_of(last) == 1
+    assert sched.first_sent(0) is None and sched.skipped_of(0) == 0  # forgotten
+    kept = sum(sched.skipped_of(tag) for tag in range(answers))
+    assert kept == KEPT_TAGS

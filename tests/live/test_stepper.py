@@ -134,3 +134,38 @@ def test_the_real_transformer_in_place_matches_the_copying_path(tiny_onnx) -> No
         plain.feed(plain.feed(plain.feed(plain.empty(), prompt), [7, 8, 9]), [11]).last_logits,
         atol=1e-5,
     )
+
+
+def test_a_long_session_keeps_only_live_kv_buffers_bound(tiny_onnx) -> None:  # type: ignore[no-untyped-def]
+    """The session's OrtValue cache keeps each array it binds alive: in a long session the
+    window slides and forks copy, making new KV buffers; the dead ones must not pile up
+    (a fixed 64-entry cache held eight dead sets, +15 MB of a 30-minute soak)."""
+    import gc
+    import weakref
+
+    pytest.importorskip("torch")
+    from antiphon.live.session import ModelFile
+
+    mf = ModelFile.open(tiny_onnx)
+    stepper = mf.stepper()
+    n_kv = len(stepper.inplace)
+    assert n_kv > 0
+    made: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # the arrays alive
+    created = 0
+    base = stepper.feed(stepper.empty(), [1, 4, 5, 6])
+    for answer in range(60):  # heard, then an answer forked from it: slides and copies
+        base = stepper.feed(base, [4 + answer % 20, 5, 6, 7, 8, 9])
+        fork = stepper.feed(base, [10, 11])
+        fork = stepper.feed(fork, [12])
+        base = stepper.feed(base, [13])  # the player played on: base is behind its fork
+        for s in (base, fork):
+            assert s.buffers is not None
+            for a in s.buffers.arrays.values():
+                if made.get(id(a)) is not a:
+                    made[id(a)] = a
+                    created += 1
+    del fork
+    gc.collect()
+    assert created > 12 * n_kv  # the session made many sets of buffers
+    # the live state's set, plus at most the few recent sets the cache may still bind
+    assert len(made) <= 4 * n_kv

@@ -2,8 +2,9 @@
 already converted, never serves a half-written entry, and leaves no temporary files.
 
 The build runs in a wrapper process (``tests.killing``) that sends SIGKILL to itself while
-the third MIDI file is being written: the first source (an opus of two tunes) is converted
-and journaled, the second is not."""
+the fourth MIDI file is being written. Sources go largest first: the two Schoenberg scores
+are converted and journaled, then the opus of two tunes is killed half-way (its first tune
+written, its second not), so it is not journaled and is converted whole on resume."""
 
 from __future__ import annotations
 
@@ -30,22 +31,24 @@ def test_a_killed_build_resumes_from_the_converted_pieces(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     mido = pytest.importorskip("mido")
-    done = run_killed(".mid", 3, BUILD, SMALL, str(tmp_path))
+    done = run_killed(".mid", 4, BUILD, SMALL, str(tmp_path))
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
     [root] = (tmp_path / "corpora").iterdir()
-    journal = root / "nottingham-dataset" / "journal.jsonl"
+    journal = root / "schoenberg" / "journal.jsonl"
     assert [json.loads(line)["stem"] for line in journal.read_text().splitlines()] == [
-        "nottingham-dataset/reelsa-c"
+        "schoenberg/opus19/movement2",
+        "schoenberg/opus19/movement6",
     ]
-    first = {f: (root / f).stat().st_mtime_ns for f in SMALL_FILES[:2]}
-    assert not (root / SMALL_FILES[2]).exists()  # never a half-written entry under its name
+    assert not (root / "nottingham-dataset" / "journal.jsonl").exists()
+    first = {f: (root / f).stat().st_mtime_ns for f in SMALL_FILES[2:]}
+    assert not (root / SMALL_FILES[1]).exists()  # never a half-written entry under its name
     assert [p for p in root.rglob("*") if TEMP_TAG in p.name]  # what the kill left
 
     calls = _watch_parse(monkeypatch, music21_corpus)
     corpus = resolve_corpus(SMALL, cache_dir=tmp_path, progress=False, workers=1)
-    assert calls == ["movement2.mxl", "movement6.mxl"]  # only the unconverted source
+    assert calls == ["reelsa-c.abc"]  # only the source that was not journaled
     assert corpus.files == SMALL_FILES
-    assert {f: (root / f).stat().st_mtime_ns for f in SMALL_FILES[:2]} == first
+    assert {f: (root / f).stat().st_mtime_ns for f in SMALL_FILES[2:]} == first
     for f in corpus.files:
         assert any(m.type == "note_on" for m in mido.MidiFile(root / f))
     assert not [p for p in root.rglob("*") if TEMP_TAG in p.name]

@@ -1,8 +1,10 @@
 """Device, precision and sharding choices of models.distributed, without a GPU.
 
 This machine has no GPU: CUDA and MPS are passed in as present or absent, so every choice
-and every error a user can meet is checked; what needs CUDA itself (NCCL, GPU autocast,
-the loss scaler at work) is not run here.
+and every error a user can meet is checked, and the GPU's precisions run on the CPU (bf16
+autocast for every family, fp16 with the loss scaler where the CPU has fp16 kernels). What
+needs CUDA itself (NCCL, pinned-memory copies, CUDA autocast kernels) is not run here; the
+multi-process paths run over Gloo in test_ddp.py.
 """
 
 from __future__ import annotations
@@ -142,12 +144,63 @@ def test_every_family_trains_in_bf16_autocast_and_reports_its_throughput(
     assert rate and result[rate[0]] > 0
 
 
-def test_the_piano_roll_families_refuse_torchrun_in_one_line(
-    synth_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from antiphon.models.train import train
+def test_a_batch_split_over_ranks_is_gathered_whole_and_shared_out_again() -> None:
+    whole = torch.arange(2 * 3 * 2, dtype=torch.float32).reshape(2, 3, 2)  # (L, B=3, H)
+    assert Runtime(CPU, "fp32").share(whole, 4, dim=1) is whole  # one process holds it all
+    ranks = [Runtime(CPU, "fp32", rank=r, world=2) for r in range(2)]
+    parts = [rt.share(whole, 4, dim=1) for rt in ranks]  # a short batch: 3 rows of 4
+    assert [tuple(p.shape) for p in parts] == [(2, 2, 2), (2, 2, 2)]
+    assert torch.equal(torch.cat(parts, 1)[:, :3], whole)
+    assert not parts[1][:, 1].any()  # the padding row past the batch's end
+    assert Runtime(CPU, "fp32").gather(whole, dim=1) is whole
+    assert Runtime(CPU, "fp32").from_main(7) == 7
 
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    cfg = TrainConfig(arch="pianoroll-gru", data=str(synth_corpus), out=str(tmp_path))
-    with pytest.raises(UserError, match="pianoroll-gru trains in one process"):
-        train(cfg, progress=False)
+
+def test_each_rank_takes_its_rows_of_a_batch_of_whole_pieces() -> None:
+    from antiphon.models.frames_train import PieceBatches
+
+    rng = np.random.default_rng(0)
+    rolls = [(rng.random((n, 8)) < 0.3).astype(np.uint8) for n in (5, 9, 3)]
+    batches = PieceBatches(rolls, 4, 0, 0)
+    batch = [(0, 0), (1, 0), (2, 0)]  # an epoch's short last batch: 3 pieces of 4 rows
+    x, mask = batches.tensors(batch)
+    shares = [batches.tensors(batch, Runtime(CPU, "fp32", rank=r, world=2).rows(4)) for r in (0, 1)]
+    assert all(s[0].shape == (2, 9, 8) for s in shares)  # every rank pads to the longest piece
+    np.testing.assert_array_equal(torch.cat([s[0] for s in shares])[:3], x)
+    np.testing.assert_array_equal(torch.cat([s[1] for s in shares])[:3], mask)
+    assert not shares[1][1][1].any()  # the fourth row is padding
+    # the frames of the whole batch at each position, whoever holds them: the loss's divisor
+    np.testing.assert_array_equal(batches.frames_at(batch), mask.sum(0))
+
+
+@pytest.mark.parametrize("arch", ["transformer", "pianoroll-gru"])
+def test_fp16_scales_the_loss_and_a_resumed_run_keeps_the_scale(
+    arch: str, synth_corpus: Path, tmp_path: Path
+) -> None:
+    """The loss scaler at work, on the CPU: fp16 autocast runs there for the transformer and
+    the GRU (oneDNN has no fp16 LSTM); ``setup`` allows fp16 only on a GPU, so the Runtime is
+    made here as ``setup`` makes it on one."""
+    from antiphon.models.frames_train import _train_frames
+    from antiphon.models.train import _train_tokens, resume_checkpoint, resumed_config
+
+    body = _train_frames if arch.startswith("pianoroll") else _train_tokens
+    small = {"transformer": {"n_layer": 1, "n_embd": 32, "n_head": 2}, "pianoroll-gru": {}}[arch]
+    rt = Runtime(CPU, "fp16")
+    assert rt.scaler().is_enabled()
+
+    def run(steps: int, state: dict | None = None) -> tuple[dict, dict]:
+        cfg = tiny_training(
+            synth_corpus, tmp_path, steps, arch=arch, batch_size=2, block_size=32, eval_every=2,
+            model=small,
+        )  # fmt: skip
+        if state is not None:
+            cfg = resumed_config(state, cfg)
+        body(cfg, rt, state, lambda msg: None, False)
+        ckpt = resume_checkpoint(tmp_path / "ckpt.pt")
+        return ckpt, ckpt.get("resume", ckpt)["scaler"]
+
+    ckpt, scaler = run(4)
+    assert np.isfinite(ckpt["metrics"]["valid_nll"]) and ckpt["metrics"]["precision"] == "fp16"
+    assert scaler["scale"] == 2.0**16 and scaler["_growth_tracker"] == 4  # 4 finite steps
+    _, scaler = run(6, ckpt)
+    assert scaler["_growth_tracker"] == 6  # the resumed run counted on from 4
