@@ -162,6 +162,9 @@ class EchoOutput(MidiOutput):
     def reconnect(self) -> bool:
         return self.inner.reconnect()
 
+    def settle(self) -> None:  # owed note-offs were echoed when first sent
+        self.inner.settle()
+
 
 class Daemon:
     def __init__(
@@ -288,6 +291,7 @@ class Daemon:
         self.scheduler.stop(block=True, release=True)
         self.queue.put(None)
         self.input_thread.join(timeout=1.0)
+        self.output.inner.settle()  # note-offs a stall of the server still owes
         self.output.inner.close()  # waits for JACK to deliver the final messages
         if self.synth is not None:
             self.synth.close()  # every note released, and its release heard
@@ -564,6 +568,7 @@ class Daemon:
                 self.performer.interrupt(self.now())
                 self.scheduler.release_all()
             port.reconnect()
+        self.output.settle()  # a stall of the server may end after an answer's last note
         if self.performer.error is not None or (
             self.performer.thread and not self.performer.thread.is_alive()
         ):

@@ -757,12 +757,13 @@ class JackRoom:
         self._frame, self._used, self.stalled = frame, 0, False
         return True
 
-    def take(self, size: int) -> bool:
-        """Whether a message of ``size`` bytes may be sent now (it is then counted)."""
+    def take(self, size: int, patient: bool = True) -> bool:
+        """Whether a message of ``size`` bytes may be sent now (it is then counted); not
+        ``patient``: refused at once rather than waiting for a cycle."""
         need = size + self.HEADER
         self._moved()
         if self._used + need > self.room:
-            deadline = self._now() + (0.0 if self.stalled else self.patience)
+            deadline = self._now() + (0.0 if self.stalled or not patient else self.patience)
             while not self._moved():
                 if self._now() >= deadline:
                     self.stalled = True
@@ -771,6 +772,50 @@ class JackRoom:
                 self._wait(min(self.period / 2, 0.0005))
         self._used += need
         return True
+
+
+class Metered:
+    """Sends through a ``JackRoom``, keeping what a stalled server must not lose.
+
+    A message the room refuses is dropped, except a note-off (or a note-on at velocity 0):
+    that is owed, one per key, and sent before anything else once cycles run again, so a
+    stall leaves no key down on the synth. ``settle`` pays what is owed without a new
+    message to carry it (the stall ended after the answer's last note) and never waits.
+    """
+
+    def __init__(self, room: JackRoom, send: Callable[[list[int]], None]) -> None:
+        self.room, self._send = room, send
+        self.owed: dict[tuple[int, int], list[int]] = {}
+
+    def _pay(self, patient: bool) -> bool:
+        for key, off in list(self.owed.items()):
+            if not self.room.take(len(off), patient):
+                return False
+            self._send(off)
+            del self.owed[key]
+        return True
+
+    def send(self, msg: list[int]) -> None:
+        room = self.room
+        if self._pay(patient=True) and room.take(len(msg)):
+            self._send(msg)
+            return
+        if msg[0] & 0xF0 == 0x80 or (msg[0] & 0xF0 == 0x90 and msg[2] == 0):
+            self.owed[(msg[0] & 0x0F, msg[1])] = [0x80 | (msg[0] & 0x0F), msg[1], 0]
+        if room.refused == 1 or room.refused % 1000 == 0:
+            log.warning(
+                "MIDI output: the JACK server has run no cycle for over %.1f s: %d messages not "
+                "sent (note-offs are sent when it runs again)",
+                room.patience,
+                room.refused,
+            )
+
+    def settle(self) -> None:
+        if not self.owed:
+            return
+        owed = len(self.owed)
+        if self._pay(patient=False):
+            log.warning("MIDI output: the JACK server runs again; %d owed note-offs sent", owed)
 
 
 class JackCycles:
@@ -940,6 +985,10 @@ class MidiOutput(abc.ABC):
     def _close(self) -> None:  # noqa: B027 - optional: only ports that own a handle close one
         pass
 
+    def settle(self) -> None:  # noqa: B027 - optional: only metered ports owe anything
+        """Send what is owed from a stall of the MIDI layer, if it runs again (called
+        periodically: a stall may end after the last message of an answer)."""
+
     def is_connected(self) -> bool:
         """False when the port connected to by pattern is gone (virtual ports: True)."""
         return True
@@ -988,34 +1037,20 @@ class RtMidiOutput(MidiOutput):
         self._port = _RtPort("out", backend, client, port, lambda midi: None, self._wait)
         self.backend = self._port.backend
         self.port_name = self._port.name
-        self._room = JackRoom.open() if self.backend == "jack" else None
-        # Note-offs refused while the server ran no cycles: sent first once it runs again,
-        # so a stall leaves no key down on the synth.
-        self._owed: dict[tuple[int, int], list[int]] = {}
+        room = JackRoom.open() if self.backend == "jack" else None
+        self._metered = Metered(room, self._port.midi.send_message) if room else None
 
     def _send(self, msg: list[int]) -> None:
-        room = self._room
-        if room is None:
+        if self._metered is None:
             self._port.midi.send_message(msg)
-            return
-        if self._owed:
-            for key, off in list(self._owed.items()):
-                if not room.take(len(off)):
-                    break
-                self._port.midi.send_message(off)
-                del self._owed[key]
-        if room.take(len(msg)):
-            self._port.midi.send_message(msg)
-            return
-        if msg[0] & 0xF0 == 0x80 or (msg[0] & 0xF0 == 0x90 and msg[2] == 0):
-            self._owed[(msg[0] & 0x0F, msg[1])] = [0x80 | (msg[0] & 0x0F), msg[1], 0]
-        if room.refused == 1 or room.refused % 1000 == 0:
-            log.warning(
-                "MIDI output: the JACK server has run no cycle for over %.1f s: %d messages not "
-                "sent (note-offs are sent when it runs again)",
-                room.patience,
-                room.refused,
-            )
+        else:
+            self._metered.send(msg)
+
+    def settle(self) -> None:
+        if self._metered is not None:
+            with self._lock:
+                if not self.closed:
+                    self._metered.settle()
 
     def _close(self) -> None:
         self._port.close()

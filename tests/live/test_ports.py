@@ -630,3 +630,37 @@ def test_a_send_past_the_cycles_room_waits_for_the_next_cycle() -> None:
     n = (ports.JackRoom.RING // 3) // (3 + ports.JackRoom.HEADER)
     assert all(room.take(3) for _ in range(n)) and not waits
     assert room.take(3) and len(waits) == 3 and room.refused == 0
+
+
+def stalled_metered(c: Counter) -> tuple[ports.Metered, list[list[int]]]:
+    """A metered output whose server stopped running cycles with notes 60 and 62 down."""
+    sent: list[list[int]] = []
+    out = ports.Metered(room_over(c, patience=0.5), sent.append)
+    out.send([0x90, 60, 100])
+    out.send([0x91, 62, 100])
+    while out.room.take(3):  # the rest of the stalled cycle's room goes to other traffic
+        pass
+    return out, sent
+
+
+def test_note_offs_refused_by_a_stalled_server_are_sent_when_it_runs_again() -> None:
+    c = Counter()
+    out, sent = stalled_metered(c)
+    out.send([0x80, 60, 0])
+    out.send([0x91, 62, 0])  # a note-on at velocity 0 is a note-off too
+    out.send([0x90, 64, 100])  # a note-on refused is dropped: it never sounded
+    assert sent == [[0x90, 60, 100], [0x91, 62, 100]]
+    out.settle()  # no cycle yet: nothing sent, nothing waited for
+    assert len(sent) == 2 and c.t == pytest.approx(0.5, abs=0.001)
+    c.at(c.t + 0.001, c.frame + 64)  # the server runs again, and nothing else is sent
+    out.settle()
+    assert sent[2:] == [[0x80, 60, 0], [0x81, 62, 0]] and not out.owed
+
+
+def test_owed_note_offs_go_out_before_the_next_message() -> None:
+    c = Counter()
+    out, sent = stalled_metered(c)
+    out.send([0x80, 60, 0])
+    c.at(c.t + 0.001, c.frame + 64)
+    out.send([0x90, 67, 90])
+    assert sent[2:] == [[0x80, 60, 0], [0x90, 67, 90]] and not out.owed
