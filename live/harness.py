@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from antiphon.errors import UserError
+from antiphon.live.jack import JACK_LOCK, close_client
 
 # A short period keeps JACK's own quantization of MIDI (one delivery per period) small
 # next to what is measured: 64 frames at 48 kHz is 1.33 ms.
@@ -193,8 +194,9 @@ class Player:
         self._lock = threading.Lock()
         self._ts: list[float] = []
         self._sent_cycle: dict[float, int] = {}
-        self.out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=self.client)
-        self.out.open_port(self._find(self.out.get_ports(), f"{self.daemon_name}:in"))
+        with JACK_LOCK:  # no frame-counter read of this process while a client opens
+            self.out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=self.client)
+            self.out.open_port(self._find(self.out.get_ports(), f"{self.daemon_name}:in"))
         # The ear reads like the daemon does (rtmidi's queue, drained by a polling thread):
         # a Python callback on JACK's thread would wait for the GIL there and lose cycles
         # under a flood, and the measurement with them.
@@ -291,6 +293,4 @@ class Player:
 
     def close(self) -> None:
         self.inp.close()
-        with contextlib.suppress(Exception):
-            self.out.close_port()
-            self.out.delete()
+        close_client(self.out)

@@ -33,6 +33,7 @@ import numpy as np
 
 from antiphon.atomic import read_lines
 from antiphon.live.harness import PERIOD_FRAMES, DaemonProcess, Player, jack_server
+from antiphon.live.jack import JACK_LOCK, close_client
 from antiphon.live.material import Event, Material, Step
 from antiphon.live.session import ModelFile
 
@@ -208,12 +209,13 @@ class Tap:
     def __init__(self, source_client: str) -> None:
         import rtmidi
 
-        self.midi = rtmidi.MidiIn(
-            rtmidi.API_UNIX_JACK, name="antiphon-bench-tap", queue_size_limit=1 << 18
-        )
-        self.midi.ignore_types(sysex=False, timing=False, active_sense=True)
-        names = self.midi.get_ports()
-        self.midi.open_port(next(i for i, n in enumerate(names) if n.startswith(source_client)))
+        with JACK_LOCK:  # no frame-counter read of this process while a client opens
+            self.midi = rtmidi.MidiIn(
+                rtmidi.API_UNIX_JACK, name="antiphon-bench-tap", queue_size_limit=1 << 18
+            )
+            self.midi.ignore_types(sysex=False, timing=False, active_sense=True)
+            names = self.midi.get_ports()
+            self.midi.open_port(next(i for i, n in enumerate(names) if n.startswith(source_client)))
         self.note_ons = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -233,8 +235,7 @@ class Tap:
         time.sleep(0.1)
         self._stop.set()
         self._thread.join(1)
-        self.midi.close_port()
-        self.midi.delete()
+        close_client(self.midi)
 
 
 def run_live_bench(
@@ -265,8 +266,7 @@ def run_live_bench(
     with jack_server(period, realtime=realtime) as server, _Load(load):
         daemon = DaemonProcess(args, name=name)
         player = Player(daemon_name=name, client=name + "-player")
-        with player.inp.paused():  # libjack: no frame-counter read while a client opens
-            tap = Tap(name + "-player")
+        tap = Tap(name + "-player")
         bench = LiveBench(phrases, server["period_ms"], daemon.start_seconds, load, seed)
         _above_the_load()
         t_run = time.perf_counter()
@@ -310,10 +310,11 @@ def run_live_bench(
                 ][-6:]
                 bench.log_warnings.append(f"hanging {ch}/{pitch}: {trail}")
         finally:
-            daemon.kill()
-            with player.inp.paused():
-                tap.close()
+            # The listening side first: the daemon is not changing the graph meanwhile
+            # (see antiphon.live.jack on closing while the graph changes).
+            tap.close()
             player.close()
+            daemon.kill()
         bench.reached_note_ons = tap.note_ons
         bench.log_warnings += [line for line in daemon.stderr_lines if "antiphon:" in line]
     _read_daemon_files(bench, stats, record)

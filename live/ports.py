@@ -15,18 +15,25 @@ port's ``port_name`` says what other programs see.
 from __future__ import annotations
 
 import abc
-import bisect
 import contextlib
 import logging
-import math
-import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from antiphon.errors import UserError
+from antiphon.live.jack import (
+    JACK_LOCK,
+    SETTLE_SECONDS,
+    JackCycles,
+    JackRoom,
+    Metered,
+    close_client,
+    quiet_stderr,
+)
+from antiphon.live.jack import settle as jack_settle
 
 log = logging.getLogger(__name__)
 
@@ -140,30 +147,11 @@ def _api(backend: str) -> int:
     return int(getattr(_rtmidi(), _API_ATTR[backend]))
 
 
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Silence C-level stderr while probing: libasound and libjack print several lines
-    when their server is missing, and the probe's own message says it better."""
-    try:
-        saved = os.dup(2)
-    except OSError:  # no usable fd 2 (e.g. some Windows GUIs): nothing to silence
-        yield
-        return
-    try:
-        with open(os.devnull, "w") as null:
-            sys.stderr.flush()
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def probe(backend: str) -> str | None:
     """None if ``backend`` can start here, else a one-line reason with the fix."""
     rtmidi = _rtmidi()
     try:
-        with _quiet_stderr():
+        with JACK_LOCK, quiet_stderr():
             midi = rtmidi.MidiIn(_api(backend), name="antiphon-probe")
             midi.delete()
     except rtmidi.RtMidiError:
@@ -224,12 +212,13 @@ def list_ports(backend: str | None = None) -> dict[str, dict[str, list[str]]]:
     result: dict[str, dict[str, list[str]]] = {}
     for b in names:
         try:
-            with _quiet_stderr():
-                midi_in = rtmidi.MidiIn(_api(b), name="antiphon-ports")
-                midi_out = rtmidi.MidiOut(_api(b), name="antiphon-ports")
-            result[b] = {"inputs": midi_in.get_ports(), "outputs": midi_out.get_ports()}
-            midi_in.delete()
-            midi_out.delete()
+            with JACK_LOCK:
+                with quiet_stderr():
+                    midi_in = rtmidi.MidiIn(_api(b), name="antiphon-ports")
+                    midi_out = rtmidi.MidiOut(_api(b), name="antiphon-ports")
+                result[b] = {"inputs": midi_in.get_ports(), "outputs": midi_out.get_ports()}
+                midi_in.delete()
+                midi_out.delete()
         except rtmidi.RtMidiError as e:  # the server went away between probe and list
             log.warning("cannot list %s ports: %s", b, e)
     return result
@@ -263,11 +252,6 @@ def _no_virtual_ports(backend: str) -> None:
         )
 
 
-# JACK applies a new connection, and forgets a closed client, a cycle or two later. Messages
-# sent before that are lost, and libjack can crash when a client's notification thread is
-# still busy with one change while the same process unregisters a port (jack2 issues 216,
-# 340), so each change gets this long to settle: a few periods at common buffer sizes.
-JACK_SETTLE_SECONDS = 0.05
 _CONNECT_ATTEMPTS = 3
 
 
@@ -299,22 +283,27 @@ class _RtPort:
         self._wait = wait
         cls = rtmidi.MidiIn if kind == "in" else rtmidi.MidiOut
         extra = {"queue_size_limit": queue_size} if kind == "in" and queue_size else {}
-        try:
-            self.midi = cls(_api(self.backend), name=rt_client, **extra)
-        except rtmidi.RtMidiError as e:
-            raise UserError(f"cannot open a MIDI {self.backend} client: {e}") from e
         self.peer: str | None = None
-        try:
-            if pattern is None:
-                self.midi.open_virtual_port(self._local_name)
-                self._after_open(self.midi)
-            else:
-                self._connect(pattern)
-        except BaseException as e:
-            self.close()  # a failed open must not leave a client behind
-            if isinstance(e, rtmidi.RtMidiError):
-                raise UserError(f"cannot open MIDI port {self.name!r}: {e}") from e
-            raise
+        with self._guard():
+            try:
+                self.midi = cls(_api(self.backend), name=rt_client, **extra)
+            except rtmidi.RtMidiError as e:
+                raise UserError(f"cannot open a MIDI {self.backend} client: {e}") from e
+            try:
+                if pattern is None:
+                    self.midi.open_virtual_port(self._local_name)
+                    self._after_open(self.midi)
+                else:
+                    self._connect(pattern)
+            except BaseException as e:
+                self.close()  # a failed open must not leave a client behind
+                if isinstance(e, rtmidi.RtMidiError):
+                    raise UserError(f"cannot open MIDI port {self.name!r}: {e}") from e
+                raise
+
+    def _guard(self) -> contextlib.AbstractContextManager[Any]:
+        """JACK: opens and closes hold this process's JACK lock (see ``antiphon.live.jack``)."""
+        return JACK_LOCK if self.backend == "jack" else contextlib.nullcontext()
 
     def _connect(self, pattern: str) -> None:
         """Connect to the first port matching ``pattern`` (``UserError`` if none).
@@ -338,7 +327,7 @@ class _RtPort:
 
     def _settle(self) -> None:
         if self.backend == "jack":
-            self._wait(JACK_SETTLE_SECONDS)
+            self._wait(SETTLE_SECONDS)
 
     def is_connected(self) -> bool:
         if self.pattern is None:
@@ -363,21 +352,26 @@ class _RtPort:
         try:
             if not match_ports(self.midi.get_ports(), self.pattern):
                 return False
-            if self.midi.is_port_open():
-                self.midi.close_port()
-                self._settle()
-            self._connect(self.pattern)
+            with self._guard():
+                if self.midi.is_port_open():
+                    if self.backend == "jack":
+                        jack_settle(self._wait)  # the peer just left: its notifications
+                    self.midi.close_port()
+                    self._settle()
+                self._connect(self.pattern)
         except (self.error, UserError) as e:
             log.warning("reconnecting to %r failed: %s", self.pattern, e)
             return False
         return True
 
     def close(self) -> None:
+        if self.backend == "jack":
+            close_client(self.midi, self._wait)
+            return
         with contextlib.suppress(self.error):
             if not self.midi.is_deleted:
                 self.midi.close_port()
                 self.midi.delete()
-                self._settle()
 
 
 class MidiInput:
@@ -481,7 +475,7 @@ class RtMidiInput(MidiInput):
         self._busy = busy
         self.overflows = 0
         self._stop = threading.Event()
-        self._read_lock = threading.Lock()  # the reader and a reconnect never overlap
+        self._read_lock = threading.RLock()  # the reader, a reconnect and a close never overlap
         self._port = _RtPort(
             "in", backend, client, port, self._listen, time.sleep, queue_size=queue_size
         )
@@ -554,7 +548,7 @@ class RtMidiInput(MidiInput):
             every = self.keepalive if fast else max(self.keepalive or 0.0, IDLE_KEEPALIVE)
             if self._keeper is not None and now - probed >= every:
                 probed = now
-                with self._read_lock:  # it reads the frame counter too (see ``paused``)
+                with self._read_lock:  # the keeper is closed under this lock too
                     # Skipped while the server runs no cycles: rtmidi's send would spin.
                     if self._keeper_room is None or self._keeper_room.take(len(KEEPALIVE)):
                         with contextlib.suppress(Exception):
@@ -583,31 +577,23 @@ class RtMidiInput(MidiInput):
         keeper = None
         for attempt in range(2):
             try:
-                keeper = rtmidi.MidiOut(_api("jack"), name=f"{client}-keepalive")
-                names = keeper.get_ports()
-                keeper.open_port(names.index(self._port.name), "out")
+                with JACK_LOCK:
+                    keeper = rtmidi.MidiOut(_api("jack"), name=f"{client}-keepalive")
+                    names = keeper.get_ports()
+                    keeper.open_port(names.index(self._port.name), "out")
                 break
             except Exception as e:  # optional: the input works without it
                 if keeper is not None:
-                    keeper.delete()
+                    close_client(keeper)
                     keeper = None
                 if attempt:
                     log.warning("MIDI input: no keep-alive against broken sysex (%s)", e)
                     return None
-                time.sleep(JACK_SETTLE_SECONDS)
+                time.sleep(SETTLE_SECONDS)
         return keeper
 
     def cycle_now(self) -> int | None:
         return None if self.cycles is None else self.cycles.observe()
-
-    @contextlib.contextmanager
-    def paused(self) -> Iterator[None]:
-        """Hold the reader (it reads nothing of JACK's meanwhile): open or close another JACK
-        client of this process in the block. libjack reading the server's frame counter
-        while a client of the same process opened crashed the process (a segfault in
-        ``jack_last_frame_time``, seen in CI)."""
-        with self._read_lock:
-            yield
 
     def stalled_for(self) -> float:
         if self.cycles is None:
@@ -643,277 +629,18 @@ class RtMidiInput(MidiInput):
         self._stop.set()
         if self._reader is not threading.current_thread():
             self._reader.join(timeout=1.0)
-        if self._keeper is not None:
-            with contextlib.suppress(Exception):
-                self._keeper.close_port()
-                self._keeper.delete()
-        self._port.close()
+        # Not under the reader's feet, even if it outlived the join (a loaded machine); the
+        # keep-alive goes first and the graph settles before our own port goes (see
+        # ``antiphon.live.jack``: it was connected to that port).
+        with self._read_lock:
+            if self._keeper is not None:
+                close_client(self._keeper)
+                self._keeper = None
+            self._port.close()
 
 
 KEEPALIVE = [0xF0, 0x7D, 0x61, 0x6E, 0xF7]  # a sysex for non-commercial use: "an"
 IDLE_KEEPALIVE = 0.05  # seconds between keep-alives while nothing is played or sounding
-
-
-def _libjack() -> Any | None:
-    import ctypes
-    import ctypes.util
-
-    try:
-        lib = ctypes.CDLL(ctypes.util.find_library("jack") or "libjack.so.0")
-    except OSError:
-        return None
-    lib.jack_client_open.restype = ctypes.c_void_p
-    lib.jack_client_open.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
-    for name in ("jack_get_buffer_size", "jack_get_sample_rate", "jack_last_frame_time"):
-        getattr(lib, name).restype = ctypes.c_uint32
-        getattr(lib, name).argtypes = [ctypes.c_void_p]
-    lib.jack_client_close.argtypes = [ctypes.c_void_p]
-    return lib
-
-
-def _jack_client(lib: Any, name: str) -> int | None:
-    """A client opened only to read the server's state, never activated, so it never
-    wakes with the server's cycles (and cannot slow them)."""
-    import ctypes
-
-    status = ctypes.c_int()
-    no_start_server = 0x01
-    with _quiet_stderr():
-        return lib.jack_client_open(name.encode(), no_start_server, ctypes.byref(status)) or None
-
-
-_READERS: dict[str, tuple[Any, int]] = {}  # JACK server name -> (libjack, reading client)
-_READERS_LOCK = threading.Lock()
-
-
-def _jack_frames(name: str) -> tuple[float, int, Callable[[], int]]:
-    """``(period in seconds, frames per cycle, read the frame counter)`` of the running
-    server (OSError without one), through one reading client per server and process,
-    opened once and never closed: closing a libjack client just before rtmidi deletes its
-    own crashed the process now and then (seen in CI)."""
-    server = os.environ.get("JACK_DEFAULT_SERVER", "default")
-    with _READERS_LOCK:
-        if server not in _READERS:
-            lib = _libjack()
-            client = None if lib is None else _jack_client(lib, name)
-            if not client:
-                raise OSError("no JACK server to read cycles from")
-            _READERS[server] = (lib, client)
-        lib, client = _READERS[server]
-    frames, rate = lib.jack_get_buffer_size(client), lib.jack_get_sample_rate(client)
-    period = frames / rate if frames and rate else 0.001
-    return period, frames, lambda: lib.jack_last_frame_time(client)
-
-
-class JackRoom:
-    """Room in an rtmidi JACK output's ring, so that a send can never spin for good.
-
-    rtmidi's JACK output writes each message (a 4-byte length, then its bytes) into a
-    16 KB ring that its process callback empties once a cycle, and a send that finds the
-    ring full spins until there is room, holding the GIL. A server that stopped running
-    cycles (killed, or stalled waiting for a dead client under ``--sync``) never empties
-    it: the sending thread spun at 100 % CPU and every other thread of the daemon,
-    SIGTERM's handler included, froze for good (a daemon left behind by a test, seen
-    running so for ten minutes). So sends are counted against the server's frame counter:
-    at most ``room`` bytes per cycle begun (a third of the ring: the callbacks of the cycle
-    just begun and of one the client was late for may not have run yet). Past that, the
-    sender waits for the next cycle, GIL released, up to ``patience`` seconds, and then
-    the message is refused; until a cycle begins again, later ones are refused at once.
-    """
-
-    RING = 16384  # RtMidi's JACK_RINGBUFFER_SIZE
-    HEADER = 4  # the length rtmidi writes before each message
-
-    def __init__(
-        self,
-        read_frame: Callable[[], int],
-        *,
-        period: float = 0.001,
-        patience: float = 1.0,
-        now: Callable[[], float] = time.monotonic,
-        wait: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self._read_frame, self.period, self.patience = read_frame, period, patience
-        self._now, self._wait = now, wait
-        self.room = self.RING // 3
-        self._frame = read_frame()
-        self._used = 0
-        self.stalled = False  # refused since the last cycle began
-        self.refused = 0
-
-    @classmethod
-    def open(cls, patience: float = 1.0) -> JackRoom | None:
-        """Over the running JACK server; None where its frame counter cannot be read."""
-        try:
-            period, _, read_frame = _jack_frames("antiphon-cycles")
-        except OSError:
-            return None
-        return cls(read_frame, period=period, patience=patience)
-
-    def _moved(self) -> bool:
-        frame = self._read_frame()
-        if frame == self._frame:
-            return False
-        self._frame, self._used, self.stalled = frame, 0, False
-        return True
-
-    def take(self, size: int, patient: bool = True) -> bool:
-        """Whether a message of ``size`` bytes may be sent now (it is then counted); not
-        ``patient``: refused at once rather than waiting for a cycle."""
-        need = size + self.HEADER
-        self._moved()
-        if self._used + need > self.room:
-            deadline = self._now() + (0.0 if self.stalled or not patient else self.patience)
-            while not self._moved():
-                if self._now() >= deadline:
-                    self.stalled = True
-                    self.refused += 1
-                    return False
-                self._wait(min(self.period / 2, 0.0005))
-        self._used += need
-        return True
-
-
-class Metered:
-    """Sends through a ``JackRoom``, keeping what a stalled server must not lose.
-
-    A message the room refuses is dropped, except a note-off (or a note-on at velocity 0):
-    that is owed, one per key, and sent before anything else once cycles run again, so a
-    stall leaves no key down on the synth. ``settle`` pays what is owed without a new
-    message to carry it (the stall ended after the answer's last note) and never waits.
-    """
-
-    def __init__(self, room: JackRoom, send: Callable[[list[int]], None]) -> None:
-        self.room, self._send = room, send
-        self.owed: dict[tuple[int, int], list[int]] = {}
-
-    def _pay(self, patient: bool) -> bool:
-        for key, off in list(self.owed.items()):
-            if not self.room.take(len(off), patient):
-                return False
-            self._send(off)
-            del self.owed[key]
-        return True
-
-    def send(self, msg: list[int]) -> None:
-        room = self.room
-        if self._pay(patient=True) and room.take(len(msg)):
-            self._send(msg)
-            return
-        if msg[0] & 0xF0 == 0x80 or (msg[0] & 0xF0 == 0x90 and msg[2] == 0):
-            self.owed[(msg[0] & 0x0F, msg[1])] = [0x80 | (msg[0] & 0x0F), msg[1], 0]
-        if room.refused == 1 or room.refused % 1000 == 0:
-            log.warning(
-                "MIDI output: the JACK server has run no cycle for over %.1f s: %d messages not "
-                "sent (note-offs are sent when it runs again)",
-                room.patience,
-                room.refused,
-            )
-
-    def settle(self) -> None:
-        if not self.owed:
-            return
-        owed = len(self.owed)
-        if self._pay(patient=False):
-            log.warning("MIDI output: the JACK server runs again; %d owed note-offs sent", owed)
-
-
-class JackCycles:
-    """When the JACK server's cycles began, on our clock, as seen by reading its frame
-    counter at every poll.
-
-    JACK moves MIDI once a cycle: what a client sends between cycles reaches the connected
-    ports at the start of the next one, and what arrives arrived at the start of the cycle
-    that brought it. So both ends of a response are cycle starts. They cannot be computed
-    from the nominal period: the dummy driver's cycles stretch (8 % on a loaded machine)
-    and come in bursts, so a period counted from a start 10 ms ago is already a cycle off.
-    They are observed instead: a poll that finds the counter moved saw a cycle begin no
-    earlier than the poll before it. Cycles the reader slept through are spread evenly
-    between the observations around them; past the last one, the nominal period.
-    """
-
-    KEEP = 1 << 13  # observed starts kept: about 10 s at 64 frames
-
-    def __init__(
-        self,
-        now: Callable[[], float],
-        period: float,
-        frames_per_cycle: int,
-        read_frame: Callable[[], int],
-    ) -> None:
-        self._now, self.period, self._read_frame = now, period, read_frame
-        self.frames_per_cycle = max(1, frames_per_cycle)
-        self._lock = threading.Lock()
-        self._frames: list[int] = []
-        self._starts: list[float] = []
-
-    @classmethod
-    def open(cls, now: Callable[[], float], name: str = "antiphon-cycles") -> JackCycles:
-        """Over the running JACK server (OSError without one)."""
-        period, frames, read_frame = _jack_frames(name)
-        return cls(now, period, frames, read_frame)
-
-    def last_seen(self) -> float | None:
-        """When a cycle was last seen to begin (None: none yet)."""
-        with self._lock:
-            return self._starts[-1] if self._starts else None
-
-    def observe(self) -> int:
-        """Read the counter (the frame the current cycle began at); a new cycle seen now is
-        dated now. Cheap (a read of the server's shared memory): called at every poll."""
-        frame = self._read_frame()
-        t = self._now()
-        with self._lock:
-            if self._frames and frame == self._frames[-1]:
-                return frame
-            self._frames.append(frame)
-            self._starts.append(t)
-            if len(self._starts) > 2 * self.KEEP:
-                del self._frames[: self.KEEP], self._starts[: self.KEEP]
-        return frame
-
-    def first_after(self, frame: int) -> float | None:
-        """The start of the first cycle after the one that began at ``frame`` (None: not
-        seen yet); one the reader slept through is placed as in ``start``."""
-        with self._lock:
-            for i in range(len(self._frames) - 1, -1, -1):  # recent ones: a short walk
-                if self._frames[i] == frame:
-                    if i + 1 == len(self._starts):
-                        return None
-                    moved = (self._frames[i + 1] - frame) % (1 << 32)
-                    k = max(1, moved // self.frames_per_cycle)
-                    return self._starts[i] + (self._starts[i + 1] - self._starts[i]) / k
-                if (frame - self._frames[i]) % (1 << 32) < (1 << 31):  # older than it
-                    return None
-        return None
-
-    def _around(self, t: float) -> tuple[float, float | None]:
-        """The estimated starts of the cycle in progress at ``t`` and of the next one (None:
-        not observed yet). Cycles the reader slept through (the counter moved by k > 1
-        cycles between two polls) are spread evenly between the two observations."""
-        with self._lock:
-            i = bisect.bisect_right(self._starts, t) - 1
-            if i < 0:
-                return t, (self._starts[0] if self._starts else None)
-            s = self._starts[i]
-            if i + 1 == len(self._starts):  # beyond the last observation: nominal cycles
-                begun = s + math.floor((t - s) / self.period) * self.period
-                return begun, None
-            gap = self._starts[i + 1] - s
-            moved = (self._frames[i + 1] - self._frames[i]) % (1 << 32)  # the counter wraps
-            k = max(1, moved // self.frames_per_cycle)
-            j = min(k - 1, math.floor((t - s) * k / gap)) if gap > 0 else 0
-            nxt = self._starts[i + 1] if j == k - 1 else s + (j + 1) * gap / k
-            return s + j * gap / k, nxt
-
-    def start(self, t: float) -> float:
-        """The start of the cycle in progress at ``t``."""
-        return self._around(t)[0]
-
-    def next_start(self, t: float) -> float:
-        """The start of the first cycle after ``t``: when what is sent at ``t`` is heard."""
-        begun, nxt = self._around(t)
-        return begun + self.period if nxt is None else nxt
 
 
 def split_stream(data: list[int]) -> list[list[int]]:

@@ -112,5 +112,7 @@ def live(jack_server, trained_onnx, request, tmp_path):  # type: ignore[no-untyp
     try:
         yield daemon, player
     finally:
-        daemon.kill()
+        # The player first, while the daemon leaves the graph alone (antiphon.live.jack:
+        # closing a client as the graph changes can crash libjack).
         player.close()
+        daemon.kill()

@@ -50,5 +50,5 @@ def test_accompany_answers_bar_after_bar_while_the_player_plays(midinet_file, ja
         time.sleep(0.05)
         assert player.hanging() == {}
     finally:
+        player.close()  # first: see antiphon.live.jack on closing as the graph changes
         daemon.kill()
-        player.close()

@@ -180,8 +180,8 @@ def test_live_vary_answers_a_phrase(motif_vae, jack_server) -> None:
         time.sleep(0.05)
         assert player.hanging() == {}
     finally:
+        player.close()  # first: see antiphon.live.jack on closing as the graph changes
         daemon.kill()
-        player.close()
 
 
 def test_performer_controls_and_the_vary_mode(motif_vae, tiny_onnx) -> None:

@@ -185,8 +185,8 @@ def test_live_accompany_plays_around_the_player(tiny_musegan: Path, jack_server)
         time.sleep(0.05)
         assert player.hanging() == {}
     finally:
+        player.close()  # first: see antiphon.live.jack on closing as the graph changes
         daemon.kill()
-        player.close()
 
 
 def test_eval_multitrack_beside_the_data(tiny_musegan: Path, synth_corpus: Path) -> None:

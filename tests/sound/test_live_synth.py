@@ -46,11 +46,11 @@ def synth_daemon(jack_server, soundfont, request, tmp_path) -> Iterator:  # type
         ear = Capture(name + "-ear-audio", [f"{name}-synth:left", f"{name}-synth:right"], tmp_path)
         yield daemon, player, ear
     finally:
-        daemon.kill()
         if ear is not None:
             ear.close()
         if player is not None:
-            player.close()
+            player.close()  # first: see antiphon.live.jack on closing as the graph changes
+        daemon.kill()
 
 
 def answer(player, after: float, timeout: float = 30.0) -> tuple[float, float]:  # type: ignore[no-untyped-def]

@@ -1,0 +1,375 @@
+"""What antiphon knows of the JACK server beyond rtmidi: its cycles, the room in an output's
+ring, and how to change this process's part of its graph without crashing libjack.
+
+libjack is not safe for everything a process with several clients does at once, and each
+of these crashed a test process (a segfault, the whole test run with it):
+
+- reading the frame counter (``jack_last_frame_time``) while another client of the
+  process opened;
+- unregistering a port (rtmidi's ``close_port``) while that client's notification thread
+  is still walking the client's port list for a latency callback. Every connection made or
+  broken anywhere on the server sends one to every client (jack2's
+  ``JackEngine::ComputeTotalLatencies``), and ``JackClient::PortUnRegister`` erases from
+  the same ``std::list`` with no lock (jack2 issue 216, unfixed in 1.9.22): closing the
+  keep-alive client, then at once the input it was connected to, or a test closing its
+  player just as the daemon it played into left, raced so.
+
+So every open and close of a client or port in this process goes through ``JACK_LOCK``
+(frame reads take it too), and a close first lets the graph settle: a round trip to the
+server (it handles requests one at a time and waits for each client to answer a latency
+notification, so once ours returns the notifications of every earlier change were
+answered) and then a short wait for changes the server had not yet seen.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import ctypes
+import ctypes.util
+import logging
+import math
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# JACK applies a new connection, and forgets a closed client, a cycle or two later:
+# messages sent before that are lost. A few periods at common buffer sizes.
+SETTLE_SECONDS = 0.05
+
+# Held for every libjack call of this process that is not a client's own realtime work:
+# opening and closing clients and ports, and reading the frame counter. Re-entrant: a
+# close inside a reconnect.
+JACK_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Silence C-level stderr: libasound and libjack print several lines when their server
+    is missing, and antiphon's own message says it better."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable fd 2 (e.g. some Windows GUIs): nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            sys.stderr.flush()
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _libjack() -> Any | None:
+    try:
+        lib = ctypes.CDLL(ctypes.util.find_library("jack") or "libjack.so.0")
+    except OSError:
+        return None
+    lib.jack_client_open.restype = ctypes.c_void_p
+    lib.jack_client_open.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
+    for name in ("jack_get_buffer_size", "jack_get_sample_rate", "jack_last_frame_time"):
+        getattr(lib, name).restype = ctypes.c_uint32
+        getattr(lib, name).argtypes = [ctypes.c_void_p]
+    lib.jack_client_close.argtypes = [ctypes.c_void_p]
+    lib.jack_get_client_name.restype = ctypes.c_void_p
+    lib.jack_get_client_name.argtypes = [ctypes.c_void_p]
+    lib.jack_get_uuid_for_client_name.restype = ctypes.c_void_p
+    lib.jack_get_uuid_for_client_name.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    lib.jack_free.argtypes = [ctypes.c_void_p]
+    return lib
+
+
+class _Reader:
+    """One libjack client per server and process, opened only to read the server's state
+    and never activated, so it never wakes with the server's cycles (and cannot slow
+    them). Never closed: closing a libjack client just before rtmidi deletes its own
+    crashed the process now and then (seen in CI)."""
+
+    def __init__(self, lib: Any, client: int) -> None:
+        self.lib, self.client = lib, client
+
+    def frame(self) -> int:
+        with JACK_LOCK:
+            return int(self.lib.jack_last_frame_time(self.client))
+
+    def round_trip(self) -> None:
+        """One request to the server and its answer (asking for our own client's UUID)."""
+        with JACK_LOCK:
+            name = self.lib.jack_get_client_name(self.client)
+            uuid = self.lib.jack_get_uuid_for_client_name(self.client, name) if name else None
+            if uuid:
+                self.lib.jack_free(uuid)
+
+
+_READERS: dict[str, _Reader] = {}  # JACK server name -> its reader
+_READERS_LOCK = threading.Lock()
+
+
+def _reader(name: str = "antiphon-cycles") -> _Reader:
+    """The reader of the running server (``JACK_DEFAULT_SERVER``); OSError without one."""
+    server = os.environ.get("JACK_DEFAULT_SERVER", "default")
+    with _READERS_LOCK:
+        if server not in _READERS:
+            lib = _libjack()
+            client = None
+            if lib is not None:
+                status = ctypes.c_int()
+                no_start_server = 0x01
+                with JACK_LOCK, quiet_stderr():
+                    client = lib.jack_client_open(
+                        name.encode(), no_start_server, ctypes.byref(status)
+                    )
+            if not client:
+                raise OSError("no JACK server to read cycles from")
+            _READERS[server] = _Reader(lib, client)
+        return _READERS[server]
+
+
+def frames(name: str = "antiphon-cycles") -> tuple[float, int, Callable[[], int]]:
+    """``(period in seconds, frames per cycle, read the frame counter)`` of the running
+    server (OSError without one)."""
+    reader = _reader(name)
+    with JACK_LOCK:
+        count = reader.lib.jack_get_buffer_size(reader.client)
+        rate = reader.lib.jack_get_sample_rate(reader.client)
+    period = count / rate if count and rate else 0.001
+    return period, count, reader.frame
+
+
+def settle(wait: Callable[[float], None] = time.sleep) -> None:
+    """Let every change to the server's graph made so far be answered by this process's
+    clients (see the module's doc) before one of them changes it again."""
+    with contextlib.suppress(OSError):
+        _reader().round_trip()
+    wait(SETTLE_SECONDS)
+
+
+def close_client(midi: Any, wait: Callable[[float], None] = time.sleep) -> None:
+    """Close an rtmidi object on JACK: its port, then its client, once the graph has
+    settled, and let the graph settle after (so the next close does not race this one's
+    notifications). Never raises: a close is cleanup."""
+    with JACK_LOCK, contextlib.suppress(Exception):
+        if midi.is_deleted:
+            return
+        settle(wait)
+        midi.close_port()
+        midi.delete()
+        wait(SETTLE_SECONDS)
+
+
+class JackRoom:
+    """Room in an rtmidi JACK output's ring, so that a send can never spin for good.
+
+    rtmidi's JACK output writes each message (a 4-byte length, then its bytes) into a
+    16 KB ring that its process callback empties once a cycle, and a send that finds the
+    ring full spins until there is room, holding the GIL. A server that stopped running
+    cycles (killed, or stalled waiting for a dead client under ``--sync``) never empties
+    it: the sending thread spun at 100 % CPU and every other thread of the daemon,
+    SIGTERM's handler included, froze for good (a daemon left behind by a test, seen
+    running so for ten minutes). So sends are counted against the server's frame counter:
+    at most ``room`` bytes per cycle begun (a third of the ring: the callbacks of the cycle
+    just begun and of one the client was late for may not have run yet). Past that, the
+    sender waits for the next cycle, GIL released, up to ``patience`` seconds, and then
+    the message is refused; until a cycle begins again, later ones are refused at once.
+    """
+
+    RING = 16384  # RtMidi's JACK_RINGBUFFER_SIZE
+    HEADER = 4  # the length rtmidi writes before each message
+
+    def __init__(
+        self,
+        read_frame: Callable[[], int],
+        *,
+        period: float = 0.001,
+        patience: float = 1.0,
+        now: Callable[[], float] = time.monotonic,
+        wait: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._read_frame, self.period, self.patience = read_frame, period, patience
+        self._now, self._wait = now, wait
+        self.room = self.RING // 3
+        self._frame = read_frame()
+        self._used = 0
+        self.stalled = False  # refused since the last cycle began
+        self.refused = 0
+
+    @classmethod
+    def open(cls, patience: float = 1.0) -> JackRoom | None:
+        """Over the running JACK server; None where its frame counter cannot be read."""
+        try:
+            period, _, read_frame = frames()
+        except OSError:
+            return None
+        return cls(read_frame, period=period, patience=patience)
+
+    def _moved(self) -> bool:
+        frame = self._read_frame()
+        if frame == self._frame:
+            return False
+        self._frame, self._used, self.stalled = frame, 0, False
+        return True
+
+    def take(self, size: int, patient: bool = True) -> bool:
+        """Whether a message of ``size`` bytes may be sent now (it is then counted); not
+        ``patient``: refused at once rather than waiting for a cycle."""
+        need = size + self.HEADER
+        self._moved()
+        if self._used + need > self.room:
+            deadline = self._now() + (0.0 if self.stalled or not patient else self.patience)
+            while not self._moved():
+                if self._now() >= deadline:
+                    self.stalled = True
+                    self.refused += 1
+                    return False
+                self._wait(min(self.period / 2, 0.0005))
+        self._used += need
+        return True
+
+
+class Metered:
+    """Sends through a ``JackRoom``, keeping what a stalled server must not lose.
+
+    A message the room refuses is dropped, except a note-off (or a note-on at velocity 0):
+    that is owed, one per key, and sent before anything else once cycles run again, so a
+    stall leaves no key down on the synth. ``settle`` pays what is owed without a new
+    message to carry it (the stall ended after the answer's last note) and never waits.
+    """
+
+    def __init__(self, room: JackRoom, send: Callable[[list[int]], None]) -> None:
+        self.room, self._send = room, send
+        self.owed: dict[tuple[int, int], list[int]] = {}
+
+    def _pay(self, patient: bool) -> bool:
+        for key, off in list(self.owed.items()):
+            if not self.room.take(len(off), patient):
+                return False
+            self._send(off)
+            del self.owed[key]
+        return True
+
+    def send(self, msg: list[int]) -> None:
+        room = self.room
+        if self._pay(patient=True) and room.take(len(msg)):
+            self._send(msg)
+            return
+        if msg[0] & 0xF0 == 0x80 or (msg[0] & 0xF0 == 0x90 and msg[2] == 0):
+            self.owed[(msg[0] & 0x0F, msg[1])] = [0x80 | (msg[0] & 0x0F), msg[1], 0]
+        if room.refused == 1 or room.refused % 1000 == 0:
+            log.warning(
+                "MIDI output: the JACK server has run no cycle for over %.1f s: %d messages not "
+                "sent (note-offs are sent when it runs again)",
+                room.patience,
+                room.refused,
+            )
+
+    def settle(self) -> None:
+        if not self.owed:
+            return
+        owed = len(self.owed)
+        if self._pay(patient=False):
+            log.warning("MIDI output: the JACK server runs again; %d owed note-offs sent", owed)
+
+
+class JackCycles:
+    """When the JACK server's cycles began, on our clock, as seen by reading its frame
+    counter at every poll.
+
+    JACK moves MIDI once a cycle: what a client sends between cycles reaches the connected
+    ports at the start of the next one, and what arrives arrived at the start of the cycle
+    that brought it. So both ends of a response are cycle starts. They cannot be computed
+    from the nominal period: the dummy driver's cycles stretch (8 % on a loaded machine)
+    and come in bursts, so a period counted from a start 10 ms ago is already a cycle off.
+    They are observed instead: a poll that finds the counter moved saw a cycle begin no
+    earlier than the poll before it. Cycles the reader slept through are spread evenly
+    between the observations around them; past the last one, the nominal period.
+    """
+
+    KEEP = 1 << 13  # observed starts kept: about 10 s at 64 frames
+
+    def __init__(
+        self,
+        now: Callable[[], float],
+        period: float,
+        frames_per_cycle: int,
+        read_frame: Callable[[], int],
+    ) -> None:
+        self._now, self.period, self._read_frame = now, period, read_frame
+        self.frames_per_cycle = max(1, frames_per_cycle)
+        self._lock = threading.Lock()
+        self._frames: list[int] = []
+        self._starts: list[float] = []
+
+    @classmethod
+    def open(cls, now: Callable[[], float], name: str = "antiphon-cycles") -> JackCycles:
+        """Over the running JACK server (OSError without one)."""
+        period, count, read_frame = frames(name)
+        return cls(now, period, count, read_frame)
+
+    def last_seen(self) -> float | None:
+        """When a cycle was last seen to begin (None: none yet)."""
+        with self._lock:
+            return self._starts[-1] if self._starts else None
+
+    def observe(self) -> int:
+        """Read the counter (the frame the current cycle began at); a new cycle seen now is
+        dated now. Cheap (a read of the server's shared memory): called at every poll."""
+        frame = self._read_frame()
+        t = self._now()
+        with self._lock:
+            if self._frames and frame == self._frames[-1]:
+                return frame
+            self._frames.append(frame)
+            self._starts.append(t)
+            if len(self._starts) > 2 * self.KEEP:
+                del self._frames[: self.KEEP], self._starts[: self.KEEP]
+        return frame
+
+    def first_after(self, frame: int) -> float | None:
+        """The start of the first cycle after the one that began at ``frame`` (None: not
+        seen yet); one the reader slept through is placed as in ``start``."""
+        with self._lock:
+            for i in range(len(self._frames) - 1, -1, -1):  # recent ones: a short walk
+                if self._frames[i] == frame:
+                    if i + 1 == len(self._starts):
+                        return None
+                    moved = (self._frames[i + 1] - frame) % (1 << 32)
+                    k = max(1, moved // self.frames_per_cycle)
+                    return self._starts[i] + (self._starts[i + 1] - self._starts[i]) / k
+                if (frame - self._frames[i]) % (1 << 32) < (1 << 31):  # older than it
+                    return None
+        return None
+
+    def _around(self, t: float) -> tuple[float, float | None]:
+        """The estimated starts of the cycle in progress at ``t`` and of the next one (None:
+        not observed yet). Cycles the reader slept through (the counter moved by k > 1
+        cycles between two polls) are spread evenly between the two observations."""
+        with self._lock:
+            i = bisect.bisect_right(self._starts, t) - 1
+            if i < 0:
+                return t, (self._starts[0] if self._starts else None)
+            s = self._starts[i]
+            if i + 1 == len(self._starts):  # beyond the last observation: nominal cycles
+                begun = s + math.floor((t - s) / self.period) * self.period
+                return begun, None
+            gap = self._starts[i + 1] - s
+            moved = (self._frames[i + 1] - self._frames[i]) % (1 << 32)  # the counter wraps
+            k = max(1, moved // self.frames_per_cycle)
+            j = min(k - 1, math.floor((t - s) * k / gap)) if gap > 0 else 0
+            nxt = self._starts[i + 1] if j == k - 1 else s + (j + 1) * gap / k
+            return s + j * gap / k, nxt
+
+    def start(self, t: float) -> float:
+        """The start of the cycle in progress at ``t``."""
+        return self._around(t)[0]
+
+    def next_start(self, t: float) -> float:
+        """The start of the first cycle after ``t``: when what is sent at ``t`` is heard."""
+        begun, nxt = self._around(t)
+        return begun + self.period if nxt is None else nxt

@@ -1,0 +1,166 @@
+"""The JACK machinery beyond rtmidi, driven by a hand-made frame counter and clock: cycles
+dated as observed, the room in an output's ring, note-offs owed through a stall."""
+
+from __future__ import annotations
+
+import pytest
+
+from antiphon.live import jack
+from antiphon.live.ports import RtMidiInput
+
+
+class Counter:
+    """A JACK frame counter and clock driven by hand: cycles begin when the test says."""
+
+    def __init__(self) -> None:
+        self.t, self.frame = 0.0, 0
+
+    def at(self, t: float, frame: int | None = None) -> None:
+        self.t = t
+        if frame is not None:
+            self.frame = frame
+
+
+def cycles_over(counter: Counter, period: float = 0.001) -> jack.JackCycles:
+    return jack.JackCycles(lambda: counter.t, period, 64, lambda: counter.frame)
+
+
+def test_cycles_are_dated_when_seen_not_by_the_nominal_period() -> None:
+    c = Counter()
+    cycles = cycles_over(c)
+    # stretched cycles (1.5 ms against a nominal 1 ms), as the dummy driver's under load
+    for t, frame in [(1.0, 0), (1.0005, 0), (1.0015, 64), (1.002, 64), (1.003, 128)]:
+        c.at(t, frame)
+        assert cycles.observe() == frame
+    assert cycles.start(1.0012) == 1.0
+    assert cycles.start(1.0021) == 1.0015
+    assert cycles.next_start(1.0007) == 1.0015  # not 1.0 + one nominal period
+    assert cycles.first_after(0) == 1.0015
+    assert cycles.first_after(128) is None  # not seen yet
+    # beyond the last observation: nominal cycles from it
+    assert cycles.start(1.0055) == pytest.approx(1.005)
+    assert cycles.next_start(1.0055) == pytest.approx(1.006)
+
+
+def test_cycles_slept_through_are_spread_between_the_observations_around_them() -> None:
+    c = Counter()
+    cycles = cycles_over(c)
+    c.at(2.0, 1000 * 64)
+    cycles.observe()
+    c.at(2.004, 1004 * 64)  # the reader slept through three cycles
+    cycles.observe()
+    assert cycles.start(2.0015) == pytest.approx(2.001)
+    assert cycles.next_start(2.0015) == pytest.approx(2.002)
+    assert cycles.next_start(2.0035) == pytest.approx(2.004)
+    assert cycles.first_after(1000 * 64) == pytest.approx(2.001)
+
+
+def test_cycles_survive_the_frame_counter_wrapping() -> None:
+    c = Counter()
+    cycles = cycles_over(c)
+    c.at(5.0, (1 << 32) - 64)
+    cycles.observe()
+    c.at(5.002, 64)  # two cycles on, past the wrap
+    cycles.observe()
+    assert cycles.first_after((1 << 32) - 64) == pytest.approx(5.001)
+    assert cycles.start(5.0015) == pytest.approx(5.001)
+
+
+def test_a_message_is_dated_by_the_cycle_that_brought_it() -> None:
+    c = Counter()
+    cycles = cycles_over(c)
+    c.at(1.0, 0)
+    cycles.observe()
+    c.at(1.0012, 64)
+    cycles.observe()
+    # Not there at the empty poll in cycle 0, found in cycle 64: it came with cycle 64,
+    # even where the backend's delta (from a message long before) puts it earlier.
+    assert RtMidiInput._cycle_of(cycles, 1.0004, 64, 0) == 1.0012
+    # The counter had not moved since the empty poll: the cycle then under way.
+    assert RtMidiInput._cycle_of(cycles, 1.0014, 64, 64) == 1.0012
+
+
+def room_over(counter: Counter, patience: float = 0.5) -> jack.JackRoom:
+    def wait(seconds: float) -> None:
+        counter.t += seconds
+
+    return jack.JackRoom(
+        lambda: counter.frame, period=0.001, patience=patience, now=lambda: counter.t, wait=wait
+    )
+
+
+def test_sends_while_the_server_runs_cycles_are_never_refused() -> None:
+    c = Counter()
+    room = room_over(c)
+    for i in range(20_000):  # a flood: 20,000 note messages over 200 cycles
+        if i % 100 == 0:
+            c.at(c.t + 0.001, c.frame + 64)
+        assert room.take(3)
+    assert room.refused == 0
+
+
+def test_a_server_that_runs_no_cycles_gets_no_more_than_its_ring_holds() -> None:
+    c = Counter()
+    room = room_over(c, patience=0.5)
+    taken = 0
+    while room.take(3):
+        taken += 1
+        assert taken < 10_000, "sends were never refused: rtmidi's ring would be full"
+    # Refused after the patience, with at most a third of rtmidi's 16 KB ring written.
+    assert (3 + jack.JackRoom.HEADER) * taken <= jack.JackRoom.RING // 3
+    assert c.t == pytest.approx(0.5, abs=0.001)
+    # Until a cycle begins, later sends are refused at once (a release of every note on
+    # the way out does not wait half a second per message).
+    before = c.t
+    assert not room.take(3) and c.t == before
+    assert room.refused == 2
+    c.at(c.t + 0.001, 64)  # the server runs again
+    assert room.take(3) and not room.stalled
+
+
+def test_a_send_past_the_cycles_room_waits_for_the_next_cycle() -> None:
+    c = Counter()
+    waits: list[float] = []
+
+    def wait(seconds: float) -> None:
+        waits.append(seconds)
+        c.at(c.t + seconds, c.frame + (64 if len(waits) == 3 else 0))  # a cycle, 3 polls on
+
+    room = jack.JackRoom(lambda: c.frame, period=0.001, patience=0.5, now=lambda: c.t, wait=wait)
+    n = (jack.JackRoom.RING // 3) // (3 + jack.JackRoom.HEADER)
+    assert all(room.take(3) for _ in range(n)) and not waits
+    assert room.take(3) and len(waits) == 3 and room.refused == 0
+
+
+def stalled_metered(c: Counter) -> tuple[jack.Metered, list[list[int]]]:
+    """A metered output whose server stopped running cycles with notes 60 and 62 down."""
+    sent: list[list[int]] = []
+    out = jack.Metered(room_over(c, patience=0.5), sent.append)
+    out.send([0x90, 60, 100])
+    out.send([0x91, 62, 100])
+    while out.room.take(3):  # the rest of the stalled cycle's room goes to other traffic
+        pass
+    return out, sent
+
+
+def test_note_offs_refused_by_a_stalled_server_are_sent_when_it_runs_again() -> None:
+    c = Counter()
+    out, sent = stalled_metered(c)
+    out.send([0x80, 60, 0])
+    out.send([0x91, 62, 0])  # a note-on at velocity 0 is a note-off too
+    out.send([0x90, 64, 100])  # a note-on refused is dropped: it never sounded
+    assert sent == [[0x90, 60, 100], [0x91, 62, 100]]
+    out.settle()  # no cycle yet: nothing sent, nothing waited for
+    assert len(sent) == 2 and c.t == pytest.approx(0.5, abs=0.001)
+    c.at(c.t + 0.001, c.frame + 64)  # the server runs again, and nothing else is sent
+    out.settle()
+    assert sent[2:] == [[0x80, 60, 0], [0x81, 62, 0]] and not out.owed
+
+
+def test_owed_note_offs_go_out_before_the_next_message() -> None:
+    c = Counter()
+    out, sent = stalled_metered(c)
+    out.send([0x80, 60, 0])
+    c.at(c.t + 0.001, c.frame + 64)
+    out.send([0x90, 67, 90])
+    assert sent[2:] == [[0x80, 60, 0], [0x90, 67, 90]] and not out.owed
