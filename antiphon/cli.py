@@ -109,6 +109,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         weight_decay=args.weight_decay,
         transpose=args.transpose,
+        bench_transpose=args.bench_transpose,
         velocity=args.velocity,
         tempo=args.tempo,
         keyboard_weight=args.keyboard_weight,
@@ -465,6 +466,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--transpose", type=int, default=6, help="augmentation: +-semitones")
+    p.add_argument(
+        "--bench-transpose",
+        type=int,
+        default=0,
+        help="augmentation on polyphonic: benchmark files (all in C): +-semitones (default 0)",
+    )
     p.add_argument(
         "--velocity", type=int, default=0, help="augmentation: +-velocity bins (of 32; default 0)"
     )

@@ -275,10 +275,10 @@ def _train_frames(
     opt = make_optimizer(model, cfg)
     scaler = rt.scaler()
     # The benchmark files are transposed to C major/minor already: shifted copies would
-    # teach keys their valid and test splits never hold.
-    transpose = 0 if cfg.data.startswith(PREFIX) else cfg.transpose
+    # teach keys their valid and test splits never hold, unless asked (cfg.bench_transpose).
+    transpose = cfg.bench_transpose if cfg.data.startswith(PREFIX) else cfg.transpose
     if transpose != cfg.transpose:
-        say("benchmark file: no transposition (its pieces share one key)")
+        say(f"benchmark file: transposition +-{transpose} (its pieces share one key)")
     batches = PieceBatches(rolls.train, cfg.batch_size, transpose, cfg.seed)
     subset = rolls.valid if cfg.eval_pieces <= 0 else rolls.valid[: cfg.eval_pieces]
     # Split over processes, every batch is cfg.batch_size rows (an epoch's short last batch
