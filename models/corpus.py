@@ -32,6 +32,7 @@ import io
 import json
 import os
 import signal
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -80,6 +81,8 @@ _SKIPPED_SOURCES = frozenset({".rntxt"})
 # these is converted: one MIDI file per piece, so a piece cannot sit in train and test.
 _PREFERRED_SOURCES = (".mxl", ".musicxml", ".xml", ".krn", ".abc")
 _MAX_ERROR = 200  # characters of an exception message kept in a manifest
+# what converting one source gives: its MIDI files, its errors, the CPU seconds it took
+Converted = tuple[list[str], list[str], float]
 
 
 def split_of(relpath: str, *, keyboard: bool = False) -> str:
@@ -323,32 +326,48 @@ def _build(
         ]
 
     if todo:
-        from antiphon.models.progress import WorkBar, conversion_cost
+        from antiphon.models.progress import WorkBar, conversion_cost, cost_kind, probes_first
 
         # Largest first: the last source to finish is then a small one, so neither core
-        # idles at the end while the other parses a string quartet.
+        # idles at the end while the other parses a string quartet; but a few of each kind
+        # first, so the remaining time is calibrated on every kind from the start.
         costs = {(c, s): conversion_cost(src) for c, s, src, _ in todo}
+        kind = {(c, s): cost_kind(src) for c, s, src, _ in todo}
         todo.sort(key=lambda job: -costs[job[0], job[1]])
+        todo = probes_first(todo, lambda job: kind[job[0], job[1]])
+        kinds: dict[str, float] = {}
+        for key, cost in costs.items():
+            kinds[kind[key]] = kinds.get(kind[key], 0.0) + cost
         done = [e for j in journals.values() for e in j.values()]
         total_sources = len(done) + len(todo)
         bar = WorkBar(
             total_sources=total_sources,
             done_sources=len(done),
             work=sum(costs.values()),
+            kinds=kinds,
             desc="music21 -> MIDI",
             enabled=progress,
             failed=sum(len(e["errors"]) for e in done),
         )
 
-        def record(coll: str, stem: str, digest: str, result: tuple[list[str], list[str]]) -> None:
-            entry = {"stem": stem, "digest": digest, "files": result[0], "errors": result[1]}
+        def record(coll: str, stem: str, digest: str, result: Converted) -> None:
+            files, errors, seconds = result
+            entry = {
+                "stem": stem,
+                "digest": digest,
+                "files": files,
+                "errors": errors,
+                "seconds": round(seconds, 3),  # CPU: where a build's time goes, per source
+            }
             # One fsynced line per source, after its MIDI files are complete: an
             # interrupted build loses only the sources still running, and a torn last
             # line is dropped on resume.
             journal = out_root / coll / "journal.jsonl"
             append_text(journal, json.dumps(entry) + "\n", what="corpus journal")
             journals[coll][stem] = entry
-            bar.advance(costs[coll, stem], failed=len(entry["errors"]))
+            bar.advance(
+                costs[coll, stem], failed=len(errors), kind=kind[coll, stem], actual=seconds
+            )
 
         with bar:
             _run(todo, out_root, workers, record)
@@ -367,7 +386,7 @@ def _run(
     todo: list[tuple[str, str, str, str]],
     out_root: Path,
     workers: int,
-    record: Callable[[str, str, str, tuple[list[str], list[str]]], None],
+    record: Callable[[str, str, str, Converted], None],
 ) -> None:
     if workers == 1 or len(todo) <= 1:
         # In-process: no start-up cost for tiny jobs, and the single-worker path is plain.
@@ -410,12 +429,19 @@ def _terminate_workers(pool: ProcessPoolExecutor) -> None:
         process.terminate()
 
 
-def _convert(source: str, out_root: str, stem: str) -> tuple[list[str], list[str]]:
-    """Parse one music21 source and write one MIDI file per score: (files, errors).
+def _convert(source: str, out_root: str, stem: str) -> Converted:
+    """Parse one music21 source and write one MIDI file per score: (files, errors, CPU
+    seconds it took, which calibrate the progress bar's remaining time).
 
     Runs in a worker process. Never raises for a bad source: music21 raises many kinds of
     exceptions on corpus files it cannot handle, and each only costs that source or tune.
     """
+    started = time.process_time()
+    files, errors = _convert_scores(source, out_root, stem)
+    return files, errors, time.process_time() - started
+
+
+def _convert_scores(source: str, out_root: str, stem: str) -> tuple[list[str], list[str]]:
     from music21 import stream
 
     from antiphon.models.scoremidi import parse_for_midi, score_to_midi
