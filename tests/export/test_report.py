@@ -36,3 +36,17 @@ def test_report_without_models_is_a_clear_error(tmp_path: Path, monkeypatch) -> 
     monkeypatch.chdir(tmp_path)  # no runs/ here
     with pytest.raises(UserError, match="no models"):
         build_report("music21", models=None, out=tmp_path / "r.md")
+
+
+def test_places_walk_through_a_long_piece_a_prompt_and_a_continuation_apart() -> None:
+    from antiphon.export.report import CONTINUE_BEATS, GRID, PROMPT_BEATS, places
+    from antiphon.models.midi.notes import read_performance
+
+    piece = Path(__file__).resolve().parents[1] / "data" / "palestrina-agnus-01.mid"
+    beats = read_performance(piece, GRID).end / GRID.tpq
+    span = PROMPT_BEATS + CONTINUE_BEATS
+    assert places([piece]) == [(piece, 0.0)]
+    many = places([piece], per_piece=100)
+    assert [at for _, at in many] == [k * span for k in range(int(beats // span))]
+    assert len(many) >= 2  # the test piece is long enough to show the walk
+    assert places([piece], per_piece=2) == many[:2]
