@@ -473,7 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="augmentation on polyphonic: benchmark files (all in C): +-semitones (default 0)",
     )
     p.add_argument(
-        "--velocity", type=int, default=0, help="augmentation: +-velocity bins (of 32; default 0)"
+        "--velocity", type=int, default=4, help="augmentation: +-velocity bins (of 32; default 4)"
     )
     p.add_argument(
         "--tempo",
@@ -484,8 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--keyboard-weight",
         type=float,
-        default=1.0,
-        help="music21: windows of its keyboard works this many times likelier (default 1)",
+        default=32.0,
+        help="music21: windows of its keyboard works this many times likelier (default 32)",
     )
     p.add_argument("--eval-every", type=int, default=200)
     p.add_argument(
