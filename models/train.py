@@ -63,9 +63,9 @@ class TrainConfig:
     eval_pieces: int = 16  # periodic validation on this many valid pieces (full at the end)
     transpose: int = 6  # augmentation: random shift in [-transpose, +transpose] semitones
     bench_transpose: int = 0  # polyphonic benchmark files: +-semitones (they are all in C)
-    velocity: int = 0  # augmentation: all velocities moved by up to this many bins
+    velocity: int = 4  # augmentation: all velocities moved by up to this many bins (the default's)
     tempo: float = 0.0  # augmentation: time stretched by up to 1+tempo (MIDI-like tokens)
-    keyboard_weight: float = 1.0  # a keyboard work's windows this many times likelier
+    keyboard_weight: float = 32.0  # music21: a keyboard work's windows this many times likelier
     seed: int = 1337
     threads: int = 0  # torch threads; 0 = all cores
     device: str = "auto"  # auto|cpu|cuda|mps (models.distributed)

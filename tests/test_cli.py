@@ -211,3 +211,19 @@ def test_export_int8_of_a_family_it_cannot_quantize(tmp_path) -> None:
     out = tmp_path / "notes.onnx"
     assert_one_line_error(antiphon("export", str(ckpt), "-o", str(out), "--int8"), "no int8 copy")
     assert out.is_file() and not (tmp_path / "notes.int8.onnx").exists()
+
+
+def test_train_defaults_on_the_command_line_are_the_library_defaults() -> None:
+    """``antiphon train`` with no options trains what ``TrainConfig()`` describes (the
+    shipped default's settings): the torchrun tests compare the two runs option by option."""
+    from dataclasses import fields
+
+    from antiphon.cli import build_parser
+    from antiphon.models.train import TrainConfig
+
+    args = vars(build_parser().parse_args(["train"]))
+    library = TrainConfig()
+    shared = [f.name for f in fields(TrainConfig) if f.name in args and f.name != "model"]
+    assert {"velocity", "keyboard_weight", "transpose", "steps", "lr"} <= set(shared)
+    for name in shared:
+        assert args[name] == getattr(library, name), name
