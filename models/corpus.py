@@ -81,8 +81,9 @@ _SKIPPED_SOURCES = frozenset({".rntxt"})
 # these is converted: one MIDI file per piece, so a piece cannot sit in train and test.
 _PREFERRED_SOURCES = (".mxl", ".musicxml", ".xml", ".krn", ".abc")
 _MAX_ERROR = 200  # characters of an exception message kept in a manifest
-# what converting one source gives: its MIDI files, its errors, the CPU seconds it took
-Converted = tuple[list[str], list[str], float]
+# what converting one source gives: its MIDI files, its errors, the CPU and the wall
+# seconds it took
+Converted = tuple[list[str], list[str], float, float]
 
 
 def split_of(relpath: str, *, keyboard: bool = False) -> str:
@@ -345,13 +346,14 @@ def _build(
             done_sources=len(done),
             work=sum(costs.values()),
             kinds=kinds,
+            workers=min(workers, len(todo)),
             desc="music21 -> MIDI",
             enabled=progress,
             failed=sum(len(e["errors"]) for e in done),
         )
 
         def record(coll: str, stem: str, digest: str, result: Converted) -> None:
-            files, errors, seconds = result
+            files, errors, seconds, wall = result
             entry = {
                 "stem": stem,
                 "digest": digest,
@@ -366,7 +368,11 @@ def _build(
             append_text(journal, json.dumps(entry) + "\n", what="corpus journal")
             journals[coll][stem] = entry
             bar.advance(
-                costs[coll, stem], failed=len(errors), kind=kind[coll, stem], actual=seconds
+                costs[coll, stem],
+                failed=len(errors),
+                kind=kind[coll, stem],
+                actual=seconds,
+                wall=wall,
             )
 
         with bar:
@@ -430,15 +436,15 @@ def _terminate_workers(pool: ProcessPoolExecutor) -> None:
 
 
 def _convert(source: str, out_root: str, stem: str) -> Converted:
-    """Parse one music21 source and write one MIDI file per score: (files, errors, CPU
-    seconds it took, which calibrate the progress bar's remaining time).
+    """Parse one music21 source and write one MIDI file per score: (files, errors, CPU and
+    wall seconds it took, which calibrate the progress bar's remaining time).
 
     Runs in a worker process. Never raises for a bad source: music21 raises many kinds of
     exceptions on corpus files it cannot handle, and each only costs that source or tune.
     """
-    started = time.process_time()
+    started, wall = time.process_time(), time.perf_counter()
     files, errors = _convert_scores(source, out_root, stem)
-    return files, errors, time.process_time() - started
+    return files, errors, time.process_time() - started, time.perf_counter() - wall
 
 
 def _convert_scores(source: str, out_root: str, stem: str) -> tuple[list[str], list[str]]:

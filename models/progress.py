@@ -79,6 +79,11 @@ class WorkEstimate:
     few (the pooled ratio weighs as much as ``PRIOR`` of the kind's items). Without
     measurements the prediction is taken as is. Work done before the run (a resumed build's
     journal) is not in ``total``: it took no time of this run.
+
+    The rate: with items' wall times too (``wall=``), ``workers`` in parallel, each getting
+    the CPU share its items got (CPU seconds over wall seconds: a loaded machine gives
+    less). Work finished over time elapsed, the rate without them, lags by the items under
+    way: two workers each half-way through a 30-second source had finished nothing.
     """
 
     PRIOR = 0.25
@@ -88,9 +93,12 @@ class WorkEstimate:
         total: float,
         *,
         kinds: dict[str, float] | None = None,
+        workers: int = 1,
         now: Callable[[], float] = time.monotonic,
     ) -> None:
         self.total = float(total)
+        self.workers = max(1, workers)
+        self._cpu = self._wall = 0.0  # over the finished items that reported both
         self.done = 0.0
         self._now = now
         self._start = now()
@@ -100,8 +108,13 @@ class WorkEstimate:
         self._measured: dict[str, list[float]] = {}  # kind -> [measured, predicted]
         self._items: dict[str, int] = {}  # kind -> items measured
 
-    def advance(self, work: float, kind: str = "", actual: float | None = None) -> None:
+    def advance(
+        self, work: float, kind: str = "", actual: float | None = None, wall: float | None = None
+    ) -> None:
         self.done += work
+        if actual is not None and wall is not None and wall > 0:
+            self._cpu += actual
+            self._wall += wall
         kind = kind if kind in self._left else next(iter(self._left))
         self._left[kind] = max(0.0, self._left[kind] - work)
         self._done[kind] = self._done.get(kind, 0.0) + work
@@ -136,10 +149,13 @@ class WorkEstimate:
 
     def remaining(self) -> float | None:
         """Seconds left, or None until some work is done (no rate to go by yet)."""
+        left = sum(w * self.ratio(k) for k, w in self._left.items())
+        if self._wall > 0:
+            share = min(1.0, self._cpu / self._wall)
+            return left / (self.workers * max(share, 1e-3))
         done = sum(w * self.ratio(k) for k, w in self._done.items())
         if done <= 0:
             return None
-        left = sum(w * self.ratio(k) for k, w in self._left.items())
         return left * self.elapsed() / done
 
 
@@ -164,6 +180,7 @@ class WorkBar:
         enabled: bool,
         failed: int = 0,
         kinds: dict[str, float] | None = None,
+        workers: int = 1,
         now: Callable[[], float] = time.monotonic,
     ) -> None:
         from tqdm import tqdm
@@ -178,7 +195,7 @@ class WorkBar:
                 # tqdm formats ``bar_format`` with this dict: our own field, not its ETA.
                 return {**super().format_dict, "line": self.line}
 
-        self.estimate = WorkEstimate(work, kinds=kinds, now=now)
+        self.estimate = WorkEstimate(work, kinds=kinds, workers=workers, now=now)
         self.sources = (done_sources, total_sources)
         self.failed = failed
         self._bar: Any = Bar(
@@ -192,9 +209,15 @@ class WorkBar:
         self._bar.refresh()
 
     def advance(
-        self, work: float, *, failed: int = 0, kind: str = "", actual: float | None = None
+        self,
+        work: float,
+        *,
+        failed: int = 0,
+        kind: str = "",
+        actual: float | None = None,
+        wall: float | None = None,
     ) -> None:
-        self.estimate.advance(work, kind, actual)
+        self.estimate.advance(work, kind, actual, wall)
         self.failed += failed
         self.sources = (self.sources[0] + 1, self.sources[1])
         self._show()

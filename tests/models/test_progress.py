@@ -82,7 +82,7 @@ def _simulate(order: list[tuple[str, float, float]], measured: bool) -> list[tup
     for k, predicted, actual in order:
         clock.t += actual
         left -= actual
-        est.advance(predicted, k, actual if measured else None)
+        est.advance(predicted, k, *((actual, actual) if measured else (None, None)))
         remaining = est.remaining()
         assert remaining is not None
         out.append((remaining, left))
@@ -122,3 +122,15 @@ def test_kind_follows_format_and_order_of_size(tmp_path: Path) -> None:
     big.write_bytes(b"x" * 300_000)
     assert cost_kind(small) == ".abc<2k"
     assert cost_kind(big) == ".abc>200k"
+
+
+def test_the_rate_is_the_workers_at_the_cpu_share_their_items_got() -> None:
+    # Two workers on a machine that gives each half a core: ten sources of 10 s of CPU,
+    # each 20 s of wall time. After the first two, eight are left: 80 s of CPU at one core
+    # in all, whatever the elapsed time says (both finished at once, at 20 s).
+    clock = Clock()
+    est = WorkEstimate(100.0, kinds={"krn": 100.0}, workers=2, now=clock)
+    clock.t += 20
+    est.advance(10.0, "krn", actual=10.0, wall=20.0)
+    est.advance(10.0, "krn", actual=10.0, wall=20.0)
+    assert est.remaining() == pytest.approx(80.0)
