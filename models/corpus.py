@@ -73,7 +73,8 @@ KEYBOARD_WORKS = frozenset(
 
 # Bump when conversion changes, so caches written by older code are rebuilt, not reused.
 # 2: antiphon's own score -> MIDI (models/scoremidi.py); keyed on the sources' content.
-_CACHE_FORMAT = 2
+# 3: ties joined in one linear pass (a tie no note stops ends on its next note).
+_CACHE_FORMAT = 3
 # Roman-numeral analyses are block-chord reductions of pieces the corpus already holds as
 # scores; converting them would duplicate those pieces as chord pads.
 _SKIPPED_SOURCES = frozenset({".rntxt"})

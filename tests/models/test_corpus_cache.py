@@ -150,7 +150,12 @@ def _translated_tokens(source: str, tmp_path: Path) -> list[int]:
 
 
 @pytest.mark.parametrize(
-    "source", ["bach/bwv347.mxl", "joplin/maple_leaf_rag.mxl", "palestrina/Credo_16_e.krn"]
+    "source",
+    [
+        "bach/bwv347.mxl",
+        "joplin/maple_leaf_rag.mxl",
+        "palestrina/Credo_16_e.krn",
+    ],
 )
 def test_scores_convert_to_the_tokens_music21s_translator_gives(
     music21_corpus,  # noqa: F811
@@ -183,3 +188,50 @@ def test_a_score_whose_repeats_music21_cannot_follow_is_converted_as_written(
     score_to_midi(parse_for_midi(path)).save(str(out))
     notes = [m for m in mido.MidiFile(out) if m.type == "note_on" and m.velocity > 0]
     assert len(notes) > 300
+
+
+def _voice(*notes: tuple[str, float, float, str | None]) -> object:
+    """A flat stream of (pitch, offset, quarter length, tie type) notes."""
+    from music21 import note, stream, tie
+
+    part = stream.Stream()
+    for name, offset, length, kind in notes:
+        n = note.Note(name, quarterLength=length)
+        if kind:
+            n.tie = tie.Tie(kind)
+        part.insert(offset, n)
+    return part.flatten()
+
+
+def _beats(notes: list[tuple[int, int, int, int]]) -> list[tuple[float, float, int]]:
+    from antiphon.models.scoremidi import TICKS_PER_QUARTER as Q
+
+    return [(start / Q, end / Q, pitch) for start, end, pitch, _ in notes]
+
+
+def test_tied_notes_join_by_pitch_as_one_note() -> None:
+    from antiphon.models.scoremidi import _part_notes
+
+    chain = _voice(
+        ("C4", 0, 1, "start"),
+        ("E4", 1, 1, None),
+        ("C4", 1, 2, "continue"),
+        ("C4", 3, 1, "stop"),
+        ("C4", 4, 1, None),
+    )
+    assert _beats(_part_notes(chain)) == [(0, 4, 60), (1, 2, 64), (4, 5, 60)]
+    # A tie no note stops ends on the next note of its pitch from where it ends.
+    unstopped = _voice(("D5", 7, 1, "start"), ("D5", 8, 1, None), ("D5", 9, 1, None))
+    assert _beats(_part_notes(unstopped)) == [(7, 9, 74), (9, 10, 74)]
+
+
+def test_a_note_inside_a_tied_note_is_another_voice_not_its_continuation() -> None:
+    from antiphon.models.scoremidi import _part_notes
+
+    notes = _voice(
+        ("D4", 52.5, 3, "start"),
+        ("D4", 55.5, 6, "continue"),
+        ("D4", 58.5, 1, None),
+        ("D4", 61.5, 1.5, "stop"),
+    )
+    assert _beats(_part_notes(notes)) == [(52.5, 63, 62), (58.5, 59.5, 62)]
