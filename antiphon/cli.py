@@ -200,7 +200,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             args.model,
             phrases=args.phrases,
             period=args.jack_period,
-            realtime=args.jack_realtime,
+            realtime=args.realtime,
+            jack_realtime=args.jack_realtime or None,
             load=args.load,
             soak_minutes=args.soak,
             seed=args.seed,
@@ -638,7 +639,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--jack-realtime",
         action="store_true",
-        help="--live: start that server with realtime scheduling (needs rtprio rights)",
+        help="--live: start that server with realtime scheduling (needs rtprio rights; "
+        "with --realtime, the default)",
+    )
+    p.add_argument(
+        "--realtime",
+        action="store_true",
+        help="--live: run the daemon with --realtime (its scheduler thread SCHED_FIFO)",
     )
     p.add_argument("--json", default=None, help="also write the results as JSON")
     _add_provider(p)

@@ -72,6 +72,8 @@ class LiveBench:
     start_s: float
     load: int = 0
     seed: int = 0
+    jack_realtime: bool | None = None  # None: a server already running, not ours to know
+    daemon_realtime: bool = False
     results: list[PhraseResult] = field(default_factory=list)
     jitter_ms: list[float] = field(default_factory=list)
     barge_in_ms: list[float] = field(default_factory=list)
@@ -121,6 +123,8 @@ class LiveBench:
             "answered": len(answered),
             "missed": len(self.results) - len(answered),
             "load": self.load,
+            "jack_realtime": self.jack_realtime,
+            "daemon_realtime": self.daemon_realtime,
             "jack_period_ms": self.period_ms,
             "latency_p50_ms": pct(lat, 50),
             "latency_p99_ms": pct(lat, 99),
@@ -247,6 +251,7 @@ def run_live_bench(
     name: str = "antiphon-bench",
     period: int = PERIOD_FRAMES,
     realtime: bool = False,
+    jack_realtime: bool | None = None,
     load: int = 0,
     disturb: float = 0.15,
     soak_minutes: float | None = None,
@@ -263,11 +268,17 @@ def run_live_bench(
         args += ["--model", str(model)]
     material = Material(seed, disturb=disturb)
     silence = silence_ms / 1000.0
-    with jack_server(period, realtime=realtime) as server, _Load(load):
+    # A musician's jackd is realtime (its default); the daemon's --realtime is the choice
+    # measured. A non-realtime server under load stalls its whole graph whenever one of
+    # its clients' threads is starved, whatever that client does (see the README).
+    jack_rt = realtime if jack_realtime is None else jack_realtime
+    with jack_server(period, realtime=jack_rt) as server, _Load(load):
         daemon = DaemonProcess(args, name=name)
         player = Player(daemon_name=name, client=name + "-player")
         tap = Tap(name + "-player")
         bench = LiveBench(phrases, server["period_ms"], daemon.start_seconds, load, seed)
+        bench.jack_realtime = jack_rt if server["started"] else None
+        bench.daemon_realtime = realtime
         _above_the_load()
         t_run = time.perf_counter()
         try:
@@ -428,6 +439,12 @@ def _jitter(
         bench.jitter_ms.extend(1e3 * abs(e - offset) for e in errors)
 
 
+def _priorities(s: dict) -> str:
+    server = {None: "a running JACK server", True: "jackd -R", False: "jackd --no-realtime"}
+    daemon = "daemon --realtime" if s["daemon_realtime"] else "daemon not realtime"
+    return f"{server[s['jack_realtime']]}, {daemon}"
+
+
 def format_live(b: LiveBench) -> str:
     s = b.summary()
     period = s["jack_period_ms"]
@@ -441,7 +458,7 @@ def format_live(b: LiveBench) -> str:
         f"live daemon over JACK: {s['answered']}/{s['phrases']} phrases answered, "
         f"{s['missed']} missed (seed {b.seed}; JACK period "
         f"{f'{period:.2f} ms' if period else 'of the running server'}; "
-        f"{s['load']} CPU-bound processes beside it)",
+        f"{s['load']} CPU-bound processes beside it; {_priorities(s)})",
         f"  answered after a disturbance: {after or 'none played'}",
         row("response latency p50", s["latency_p50_ms"], "ms"),
         row("response latency p99", s["latency_p99_ms"], "ms", "target <= 10 ms + period"),

@@ -5,6 +5,7 @@ about how fast: ``antiphon bench --live`` measures that."""
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import time
@@ -166,3 +167,41 @@ def test_every_phrase_of_varied_material_with_disturbances_is_answered(live) -> 
     assert daemon.wait(10) == 0
     time.sleep(0.05)
     assert player.hanging() == {}
+
+
+def test_the_live_bench_plays_its_material_and_reports_every_phrase(jack_server, tmp_path) -> None:
+    """``antiphon bench --live`` end to end (its own daemon on the running server): every
+    phrase of the seeded material, disturbances included, is answered and accounted for."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "antiphon",
+            "bench",
+            "--live",
+            "--phrases",
+            "6",
+            "--seed",
+            "3",
+            "--disturb",
+            "0.5",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "6/6 phrases answered, 0 missed" in done.stdout
+    assert "a running JACK server, daemon not realtime" in done.stdout
+    s = json.loads(out.read_text())["summary"]
+    assert s["answered"] == 6 and s["hanging_notes"] == 0 and s["exit_code"] == 0
+    assert s["jack_realtime"] is None and s["daemon_realtime"] is False
+    assert s["recorded_note_ons"] == s["reached_note_ons"] > 0
+    assert s["stats_rows"] == 6
