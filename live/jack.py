@@ -83,6 +83,10 @@ def _libjack() -> Any | None:
     lib.jack_get_uuid_for_client_name.restype = ctypes.c_void_p
     lib.jack_get_uuid_for_client_name.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     lib.jack_free.argtypes = [ctypes.c_void_p]
+    lib.jack_get_time.restype = ctypes.c_uint64
+    lib.jack_get_time.argtypes = []
+    lib.jack_frames_to_time.restype = ctypes.c_uint64
+    lib.jack_frames_to_time.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
     return lib
 
 
@@ -98,6 +102,18 @@ class _Reader:
     def frame(self) -> int:
         with JACK_LOCK:
             return int(self.lib.jack_last_frame_time(self.client))
+
+    def frame_time(self, frame: int) -> float | None:
+        """When the cycle that began at ``frame`` began, on JACK's clock (seconds): the
+        server's own record of the cycle's wake-up, not when anybody noticed it."""
+        with JACK_LOCK:
+            usecs = int(self.lib.jack_frames_to_time(self.client, frame & 0xFFFFFFFF))
+        return usecs / 1e6 if usecs else None
+
+    def clock(self) -> float:
+        """JACK's clock now (seconds; CLOCK_MONOTONIC_RAW on Linux, not Python's
+        ``perf_counter``: the two drift apart as NTP slews one of them)."""
+        return int(self.lib.jack_get_time()) / 1e6
 
     def round_trip(self) -> None:
         """One request to the server and its answer (asking for our own client's UUID)."""
@@ -286,12 +302,18 @@ class JackCycles:
     that brought it. So both ends of a response are cycle starts. They cannot be computed
     from the nominal period: the dummy driver's cycles stretch (8 % on a loaded machine)
     and come in bursts, so a period counted from a start 10 ms ago is already a cycle off.
-    They are observed instead: a poll that finds the counter moved saw a cycle begin no
-    earlier than the poll before it. Cycles the reader slept through are spread evenly
-    between the observations around them; past the last one, the nominal period.
+    They are observed instead: a poll that finds the counter moved saw a cycle begin, and
+    the server's frame timer says when (``frame_time``, on JACK's clock, mapped to ours by
+    an offset measured anew every ``OFFSET_EVERY`` seconds). Without it the poll's own time
+    dates the cycle — late by however long the poller slept: on a loaded machine a
+    non-realtime daemon's reader woke 1-2 ms after the cycle began, and its ``--stats``
+    latency disagreed with a listener's by more than a period for 5 answers in 60. Cycles
+    the reader slept through are spread evenly between the observations around them; past
+    the last one, the nominal period.
     """
 
     KEEP = 1 << 13  # observed starts kept: about 10 s at 64 frames
+    OFFSET_EVERY = 1.0  # seconds between measurements of our clock against JACK's
 
     def __init__(
         self,
@@ -299,9 +321,15 @@ class JackCycles:
         period: float,
         frames_per_cycle: int,
         read_frame: Callable[[], int],
+        frame_time: Callable[[int], float | None] | None = None,
+        jack_clock: Callable[[], float] | None = None,
     ) -> None:
         self._now, self.period, self._read_frame = now, period, read_frame
         self.frames_per_cycle = max(1, frames_per_cycle)
+        self._frame_time = frame_time if jack_clock is not None else None
+        self._jack_clock = jack_clock
+        self._offset: float | None = None  # our clock minus JACK's
+        self._offset_at = -math.inf
         self._lock = threading.Lock()
         self._frames: list[int] = []
         self._starts: list[float] = []
@@ -310,7 +338,26 @@ class JackCycles:
     def open(cls, now: Callable[[], float], name: str = "antiphon-cycles") -> JackCycles:
         """Over the running JACK server (OSError without one)."""
         period, count, read_frame = frames(name)
-        return cls(now, period, count, read_frame)
+        reader = _reader(name)
+        return cls(now, period, count, read_frame, reader.frame_time, reader.clock)
+
+    def _dated(self, frame: int, seen: float) -> float:
+        """When the cycle that began at ``frame`` began, on our clock; ``seen``: when it was
+        seen under way (the answer without the server's timer, or where it makes no sense)."""
+        if self._frame_time is None or self._jack_clock is None:
+            return seen
+        if self._offset is None or seen - self._offset_at > self.OFFSET_EVERY:
+            before = self._now()
+            jack = self._jack_clock()
+            self._offset = (before + self._now()) / 2 - jack
+            self._offset_at = seen
+        began = self._frame_time(frame)
+        if began is None:
+            return seen
+        began += self._offset
+        # The timer's wake-up precedes the cycle's work; a date after we saw the cycle, or
+        # from long before, is not one (a server restarting its timer).
+        return began if seen - 1.0 < began <= seen else seen
 
     def last_seen(self) -> float | None:
         """When a cycle was last seen to begin (None: none yet)."""
@@ -319,12 +366,19 @@ class JackCycles:
 
     def observe(self) -> int:
         """Read the counter (the frame the current cycle began at); a new cycle seen now is
-        dated now. Cheap (a read of the server's shared memory): called at every poll."""
+        dated by the server's timer (or now, without one). Cheap (reads of the server's
+        shared memory): called at every poll."""
         frame = self._read_frame()
         t = self._now()
         with self._lock:
             if self._frames and frame == self._frames[-1]:
                 return frame
+        t = self._dated(frame, t)
+        with self._lock:
+            if self._frames and frame == self._frames[-1]:
+                return frame  # another thread recorded it meanwhile
+            if self._starts:
+                t = max(t, self._starts[-1])  # kept in order: bisected
             self._frames.append(frame)
             self._starts.append(t)
             if len(self._starts) > 2 * self.KEEP:

@@ -513,3 +513,22 @@ def test_a_truncated_sysex_from_a_peer_does_not_silence_the_input(rtmidi: Any) -
         inp.close()
     assert got.messages[-2:] == [[0x90, 61, 90], [0x80, 61, 0]]
     assert ports.KEEPALIVE not in got.messages  # the keep-alive itself never reaches the daemon
+
+
+@pytest.mark.jack
+def test_cycles_over_a_real_server_are_dated_by_its_timer(jack_server: None) -> None:
+    """The server's frame timer, mapped to our clock, dates each cycle at its wake-up:
+    before the poll that saw it begun (the fallback, the poll's own time, is after)."""
+    from antiphon.live.jack import JackCycles
+
+    cycles = JackCycles.open(time.perf_counter, name=unique("cyc"))
+    dated = []  # (when the poll began, the start it recorded)
+    for _ in range(40):
+        before, count = time.perf_counter(), len(cycles._starts)
+        cycles.observe()
+        if len(cycles._starts) > count:
+            dated.append((before, cycles._starts[-1]))
+        time.sleep(0.003)
+    assert len(dated) >= 10
+    # A cycle can begin between the poll's start and its read of the counter: rarely.
+    assert sum(1 for before, start in dated if before - 0.5 < start < before) >= 0.8 * len(dated)
