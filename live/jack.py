@@ -385,6 +385,14 @@ class JackCycles:
                 del self._frames[: self.KEEP], self._starts[: self.KEEP]
         return frame
 
+    def began(self, frame: int) -> float | None:
+        """When the cycle that began at ``frame`` began (None: not observed, or long ago)."""
+        with self._lock:
+            for i in range(len(self._frames) - 1, max(-1, len(self._frames) - 64), -1):
+                if self._frames[i] == frame:
+                    return self._starts[i]
+        return None
+
     def first_after(self, frame: int) -> float | None:
         """The start of the first cycle after the one that began at ``frame`` (None: not
         seen yet); one the reader slept through is placed as in ``start``."""

@@ -520,6 +520,8 @@ class RtMidiInput(MidiInput):
                         break
                     data, delta = got
                     polled = self._now()
+                    if cycles is not None:  # the cycle that brought it has begun by now
+                        frame = cycles.observe()
                     # The backend's delta since the previous message dates it precisely;
                     # the polls bound it: it arrived after the last poll that found nothing
                     # and before this one. (The backend's clock is not quite ours, so
@@ -557,13 +559,19 @@ class RtMidiInput(MidiInput):
 
     @staticmethod
     def _cycle_of(cycles: JackCycles, t: float, frame: int, empty_frame: int) -> float:
-        """The start of the cycle that brought a message estimated to have arrived at ``t``.
-        Not there at the last empty poll, so it came in a cycle that began after that poll
-        (a client runs right after its cycle begins), unless the counter has not moved."""
+        """The start of the cycle that brought a message estimated to have arrived at ``t``,
+        found under way (``frame``, read once the message was there) and not there at the
+        last empty poll (in ``empty_frame``). So it came in a cycle that began after that
+        poll (a client runs right after its cycle begins), unless the counter has not moved,
+        and no later than ``frame``'s: a reader that woke late dates it by its poll, and a
+        cycle dated by the server's timer is earlier than the poll that saw it."""
         if frame != empty_frame:
             after = cycles.first_after(empty_frame)
             if after is not None:
                 t = max(t, after)
+        began = cycles.began(frame)
+        if began is not None:
+            t = min(t, began)
         return cycles.start(t)
 
     def _open_keeper(self, client: str) -> Any:

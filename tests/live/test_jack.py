@@ -139,6 +139,9 @@ def test_a_message_is_dated_by_the_cycle_that_brought_it() -> None:
     assert RtMidiInput._cycle_of(cycles, 1.0004, 64, 0) == 1.0012
     # The counter had not moved since the empty poll: the cycle then under way.
     assert RtMidiInput._cycle_of(cycles, 1.0014, 64, 64) == 1.0012
+    # A reader that woke 3 ms into cycle 64 (a starved one) dates the message by its poll;
+    # it came no later than cycle 64, not in cycles the nominal period would put after it.
+    assert RtMidiInput._cycle_of(cycles, 1.0042, 64, 0) == 1.0012
 
 
 def room_over(counter: Counter, patience: float = 0.5) -> jack.JackRoom:
