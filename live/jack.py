@@ -83,6 +83,8 @@ def _libjack() -> Any | None:
     lib.jack_get_uuid_for_client_name.restype = ctypes.c_void_p
     lib.jack_get_uuid_for_client_name.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     lib.jack_free.argtypes = [ctypes.c_void_p]
+    lib.jack_is_realtime.restype = ctypes.c_int
+    lib.jack_is_realtime.argtypes = [ctypes.c_void_p]
     lib.jack_get_time.restype = ctypes.c_uint64
     lib.jack_get_time.argtypes = []
     lib.jack_frames_to_time.restype = ctypes.c_uint64
@@ -146,6 +148,16 @@ def _reader(name: str = "antiphon-cycles") -> _Reader:
                 raise OSError("no JACK server to read cycles from")
             _READERS[server] = _Reader(lib, client)
         return _READERS[server]
+
+
+def server_realtime(name: str = "antiphon-cycles") -> bool | None:
+    """Whether the running JACK server schedules its cycles realtime (None: no server)."""
+    try:
+        reader = _reader(name)
+    except OSError:
+        return None
+    with JACK_LOCK:
+        return bool(reader.lib.jack_is_realtime(reader.client))
 
 
 def frames(name: str = "antiphon-cycles") -> tuple[float, int, Callable[[], int]]:
@@ -355,8 +367,10 @@ class JackCycles:
         if began is None:
             return seen
         began += self._offset
-        # The timer's wake-up precedes the cycle's work; a date after we saw the cycle, or
-        # from long before, is not one (a server restarting its timer).
+        # The timer's date is its DLL's estimate of the wake-up (jack2's JackFrameTimer),
+        # smoothed: where a cycle came early it can lie after we saw the cycle begun, and
+        # then our sighting is nearer. A date from long before is not one (a server
+        # restarting its timer).
         return began if seen - 1.0 < began <= seen else seen
 
     def last_seen(self) -> float | None:

@@ -561,15 +561,19 @@ class RtMidiInput(MidiInput):
     def _cycle_of(cycles: JackCycles, t: float, frame: int, empty_frame: int) -> float:
         """The start of the cycle that brought a message estimated to have arrived at ``t``,
         found under way (``frame``, read once the message was there) and not there at the
-        last empty poll (in ``empty_frame``). So it came in a cycle that began after that
-        poll (a client runs right after its cycle begins), unless the counter has not moved,
-        and no later than ``frame``'s: a reader that woke late dates it by its poll, and a
-        cycle dated by the server's timer is earlier than the poll that saw it."""
-        if frame != empty_frame:
+        last empty poll (in ``empty_frame``). So it came no later than ``frame``'s cycle (a
+        reader that woke late dates it by its poll; a cycle dated by the server's timer is
+        earlier than the poll that saw it), and in a cycle that began after that poll (a
+        client runs right after its cycle begins) — or, where the counter has not moved
+        since, in the cycle then under way, whatever the backend's deltas say."""
+        began = cycles.began(frame)
+        if frame == empty_frame:
+            if began is not None:
+                return began
+        else:
             after = cycles.first_after(empty_frame)
             if after is not None:
                 t = max(t, after)
-        began = cycles.began(frame)
         if began is not None:
             t = min(t, began)
         return cycles.start(t)

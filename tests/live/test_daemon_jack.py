@@ -39,6 +39,14 @@ def test_a_phrase_gets_a_response_after_the_silence(live) -> None:
         lambda r: r.t > first[0].t and r.data[0] & 0xF0 == 0x90 and r.data[2] > 0, 4.0
     )
     assert second is not None, "the answer was a single note"
+    # A server that is not realtime is named in the log (the tests' own is not; seconds
+    # have passed: the log's reader has its line).
+    from antiphon.live.jack import server_realtime
+
+    realtime = server_realtime()
+    assert realtime is not None
+    warned = any("without realtime scheduling" in line for line in daemon.stderr_lines)
+    assert warned == (not realtime)
 
 
 def test_barge_in_releases_every_note(live) -> None:

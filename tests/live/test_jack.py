@@ -137,8 +137,10 @@ def test_a_message_is_dated_by_the_cycle_that_brought_it() -> None:
     # Not there at the empty poll in cycle 0, found in cycle 64: it came with cycle 64,
     # even where the backend's delta (from a message long before) puts it earlier.
     assert RtMidiInput._cycle_of(cycles, 1.0004, 64, 0) == 1.0012
-    # The counter had not moved since the empty poll: the cycle then under way.
+    # The counter had not moved since the empty poll: the cycle then under way, even where
+    # the deltas from a message long before put it a cycle earlier.
     assert RtMidiInput._cycle_of(cycles, 1.0014, 64, 64) == 1.0012
+    assert RtMidiInput._cycle_of(cycles, 1.0008, 64, 64) == 1.0012
     # A reader that woke 3 ms into cycle 64 (a starved one) dates the message by its poll;
     # it came no later than cycle 64, not in cycles the nominal period would put after it.
     assert RtMidiInput._cycle_of(cycles, 1.0042, 64, 0) == 1.0012
