@@ -114,3 +114,39 @@ def test_the_benchmark_material_agrees_with_the_policy() -> None:
             step.phrase.kind
         )
     assert CHORD_WINDOW > 0.12  # the material's rolled chords span up to 0.12 s
+
+
+def _feed(p: PhrasePolicy, events: list) -> None:
+    for t, m in sorted(events, key=lambda e: e[0]):
+        kind, ch = m[0] & 0xF0, m[0] & 0x0F
+        if kind == 0x90 and m[2] > 0:
+            p.on_note_on(t, ch, m[1])
+        elif kind in (0x80, 0x90):
+            p.on_note_off(t, ch, m[1])
+        elif kind == 0xB0 and m[1] == 64:
+            p.on_pedal(t, ch, m[2] >= 64)
+
+
+@pytest.mark.parametrize("period", [64 / 48000, 256 / 48000, 1024 / 48000])
+def test_the_material_ends_where_the_policy_ends_it_after_jack_moves_its_messages(
+    period: float,
+) -> None:
+    """JACK delivers each message at the start of the cycle after it was sent: the daemon
+    hears the material's times moved by up to a period. No phrase may sit on the phrase
+    rule's edge, where that move changes which release ends it (the bench would score a
+    fair answer as 200 ms early)."""
+    import math
+    import random
+
+    from antiphon.live.material import Material
+
+    rng = random.Random(5)
+    for step in Material(11, disturb=0.0, kinds=("pedal", "late-pedal", "legato")).steps(3000):
+        phase = rng.uniform(0, period)
+        moved = [
+            (math.ceil((t + phase) / period) * period - phase, m) for t, m in step.phrase.events
+        ]
+        p = PhrasePolicy(PolicyConfig(silence=0.0))
+        _feed(p, moved)
+        end = p.phrase_end()
+        assert end is not None and abs(end - step.phrase.release) <= period, step.phrase.kind
