@@ -85,10 +85,8 @@ def _libjack() -> Any | None:
     lib.jack_free.argtypes = [ctypes.c_void_p]
     lib.jack_is_realtime.restype = ctypes.c_int
     lib.jack_is_realtime.argtypes = [ctypes.c_void_p]
-    lib.jack_get_time.restype = ctypes.c_uint64
-    lib.jack_get_time.argtypes = []
-    lib.jack_frames_to_time.restype = ctypes.c_uint64
-    lib.jack_frames_to_time.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
+    lib.jack_frames_since_cycle_start.restype = ctypes.c_uint32
+    lib.jack_frames_since_cycle_start.argtypes = [ctypes.c_void_p]
     return lib
 
 
@@ -100,22 +98,27 @@ class _Reader:
 
     def __init__(self, lib: Any, client: int) -> None:
         self.lib, self.client = lib, client
+        with JACK_LOCK:
+            self.rate = int(lib.jack_get_sample_rate(client))
 
     def frame(self) -> int:
         with JACK_LOCK:
             return int(self.lib.jack_last_frame_time(self.client))
 
-    def frame_time(self, frame: int) -> float | None:
-        """When the cycle that began at ``frame`` began, on JACK's clock (seconds): the
-        server's own record of the cycle's wake-up, not when anybody noticed it."""
+    def cycle_start(self, frame: int, now: Callable[[], float]) -> float | None:
+        """When the cycle that began at ``frame`` began, on ``now``'s clock, if it is still
+        under way (else None): the server's record of when its driver began the cycle
+        (``jack_frames_since_cycle_start``, from jack2's ``fCurrentCallback``). Not
+        ``jack_frames_to_time``: that is the frame timer's DLL, a smoothed prediction that
+        puts a cycle the server ran 40 ms late (a loaded CI machine) 40 ms early."""
         with JACK_LOCK:
-            usecs = int(self.lib.jack_frames_to_time(self.client, frame & 0xFFFFFFFF))
-        return usecs / 1e6 if usecs else None
-
-    def clock(self) -> float:
-        """JACK's clock now (seconds; CLOCK_MONOTONIC_RAW on Linux, not Python's
-        ``perf_counter``: the two drift apart as NTP slews one of them)."""
-        return int(self.lib.jack_get_time()) / 1e6
+            if int(self.lib.jack_last_frame_time(self.client)) != frame:
+                return None
+            since = int(self.lib.jack_frames_since_cycle_start(self.client))
+            t = now()
+            if int(self.lib.jack_last_frame_time(self.client)) != frame:
+                return None  # a cycle began meanwhile: ``since`` may be the new one's
+        return t - since / self.rate if self.rate else None
 
     def round_trip(self) -> None:
         """One request to the server and its answer (asking for our own client's UUID)."""
@@ -315,17 +318,15 @@ class JackCycles:
     from the nominal period: the dummy driver's cycles stretch (8 % on a loaded machine)
     and come in bursts, so a period counted from a start 10 ms ago is already a cycle off.
     They are observed instead: a poll that finds the counter moved saw a cycle begin, and
-    the server's frame timer says when (``frame_time``, on JACK's clock, mapped to ours by
-    an offset measured anew every ``OFFSET_EVERY`` seconds). Without it the poll's own time
-    dates the cycle — late by however long the poller slept: on a loaded machine a
-    non-realtime daemon's reader woke 1-2 ms after the cycle began, and its ``--stats``
-    latency disagreed with a listener's by more than a period for 5 answers in 60. Cycles
-    the reader slept through are spread evenly between the observations around them; past
-    the last one, the nominal period.
+    the server says how many frames ago its driver began it (``cycle_start``). Without that
+    the poll's own time dates the cycle — late by however long the poller slept: on a
+    loaded machine a non-realtime daemon's reader woke 1-2 ms after the cycle began, and
+    its ``--stats`` latency disagreed with a listener's by more than a period for 5 answers
+    in 60. Cycles the reader slept through are spread evenly between the observations
+    around them; past the last one, the nominal period.
     """
 
     KEEP = 1 << 13  # observed starts kept: about 10 s at 64 frames
-    OFFSET_EVERY = 1.0  # seconds between measurements of our clock against JACK's
 
     def __init__(
         self,
@@ -333,15 +334,11 @@ class JackCycles:
         period: float,
         frames_per_cycle: int,
         read_frame: Callable[[], int],
-        frame_time: Callable[[int], float | None] | None = None,
-        jack_clock: Callable[[], float] | None = None,
+        cycle_start: Callable[[int, Callable[[], float]], float | None] | None = None,
     ) -> None:
         self._now, self.period, self._read_frame = now, period, read_frame
         self.frames_per_cycle = max(1, frames_per_cycle)
-        self._frame_time = frame_time if jack_clock is not None else None
-        self._jack_clock = jack_clock
-        self._offset: float | None = None  # our clock minus JACK's
-        self._offset_at = -math.inf
+        self._cycle_start = cycle_start
         self._lock = threading.Lock()
         self._frames: list[int] = []
         self._starts: list[float] = []
@@ -350,28 +347,16 @@ class JackCycles:
     def open(cls, now: Callable[[], float], name: str = "antiphon-cycles") -> JackCycles:
         """Over the running JACK server (OSError without one)."""
         period, count, read_frame = frames(name)
-        reader = _reader(name)
-        return cls(now, period, count, read_frame, reader.frame_time, reader.clock)
+        return cls(now, period, count, read_frame, _reader(name).cycle_start)
 
     def _dated(self, frame: int, seen: float) -> float:
         """When the cycle that began at ``frame`` began, on our clock; ``seen``: when it was
-        seen under way (the answer without the server's timer, or where it makes no sense)."""
-        if self._frame_time is None or self._jack_clock is None:
+        seen under way (the answer without the server's word, or where it has none)."""
+        if self._cycle_start is None:
             return seen
-        if self._offset is None or seen - self._offset_at > self.OFFSET_EVERY:
-            before = self._now()
-            jack = self._jack_clock()
-            self._offset = (before + self._now()) / 2 - jack
-            self._offset_at = seen
-        began = self._frame_time(frame)
-        if began is None:
-            return seen
-        began += self._offset
-        # The timer's date is its DLL's estimate of the wake-up (jack2's JackFrameTimer),
-        # smoothed: where a cycle came early it can lie after we saw the cycle begun, and
-        # then our sighting is nearer. A date from long before is not one (a server
-        # restarting its timer).
-        return began if seen - 1.0 < began <= seen else seen
+        began = self._cycle_start(frame, self._now)
+        # None: a cycle began since ``frame`` was read; the sighting is what is left.
+        return seen if began is None else min(seen, began)
 
     def last_seen(self) -> float | None:
         """When a cycle was last seen to begin (None: none yet)."""

@@ -43,37 +43,30 @@ def test_cycles_are_dated_when_seen_not_by_the_nominal_period() -> None:
 
 
 class Timer(Counter):
-    """... with the server's frame timer: JACK's own clock (0.27 s off ours, and slewing)
-    and the wake-up of every cycle begun."""
+    """... with the server's word on when its driver began the cycle under way."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.skew = 0.27  # JACK's clock minus ours
-        self.woke: dict[int, float] = {}
+        self.began: dict[int, float] = {}
 
-    def cycle(self, woke: float, frame: int, seen: float) -> None:
-        """A cycle begins at ``frame``, waking at ``woke`` (our clock); the reader sees it
-        at ``seen``."""
-        self.woke[frame] = woke + self.skew
+    def cycle(self, began: float, frame: int, seen: float) -> None:
+        """A cycle begins at ``frame`` at ``began``; the reader sees it at ``seen``."""
+        self.began[frame] = began
         self.at(seen, frame)
 
+    def start(self, frame: int, now: object) -> float | None:
+        return self.began.get(frame) if frame == self.frame else None
+
     def cycles(self, period: float = 0.001) -> jack.JackCycles:
-        return jack.JackCycles(
-            lambda: self.t,
-            period,
-            64,
-            lambda: self.frame,
-            frame_time=self.woke.get,
-            jack_clock=lambda: self.t + self.skew,
-        )
+        return jack.JackCycles(lambda: self.t, period, 64, lambda: self.frame, self.start)
 
 
-def test_cycles_are_dated_by_the_servers_timer_not_by_when_a_late_reader_saw_them() -> None:
+def test_cycles_are_dated_by_the_server_not_by_when_a_late_reader_saw_them() -> None:
     c = Timer()
     cycles = c.cycles()
-    c.cycle(woke=1.0, frame=0, seen=1.0018)  # a starved reader: 1.8 ms late
+    c.cycle(began=1.0, frame=0, seen=1.0018)  # a starved reader: 1.8 ms late
     cycles.observe()
-    c.cycle(woke=1.0013, frame=64, seen=1.0031)
+    c.cycle(began=1.0013, frame=64, seen=1.0031)
     cycles.observe()
     assert cycles.start(1.0005) == pytest.approx(1.0)
     assert cycles.first_after(0) == pytest.approx(1.0013)
@@ -81,23 +74,12 @@ def test_cycles_are_dated_by_the_servers_timer_not_by_when_a_late_reader_saw_the
     assert cycles.last_seen() == pytest.approx(1.0013)
 
 
-def test_the_offset_to_jacks_clock_is_measured_again_as_the_clocks_drift() -> None:
+def test_a_cycle_the_server_cannot_date_is_dated_when_it_was_seen() -> None:
     c = Timer()
     cycles = c.cycles()
-    c.cycle(woke=10.0, frame=0, seen=10.0002)
+    c.at(1.0, 0)  # the server began another cycle between the reads: no word on this one
     cycles.observe()
-    c.skew += 0.0004  # NTP slews one clock: 0.4 ms apart after a while
-    c.cycle(woke=12.0, frame=64 * 1500, seen=12.0002)
-    cycles.observe()
-    assert cycles.start(12.0001) == pytest.approx(12.0)
-
-
-def test_a_timer_date_that_cannot_be_the_cycles_falls_back_to_when_it_was_seen() -> None:
-    c = Timer()
-    cycles = c.cycles()
-    c.cycle(woke=1.5, frame=0, seen=1.0)  # after it was seen: a restarted timer
-    cycles.observe()
-    c.at(1.002, 64)  # no date at all for this one
+    c.cycle(began=1.0025, frame=64, seen=1.002)  # not after it was seen
     cycles.observe()
     assert cycles.start(1.0001) == 1.0
     assert cycles.start(1.0021) == 1.002

@@ -517,8 +517,8 @@ def test_a_truncated_sysex_from_a_peer_does_not_silence_the_input(rtmidi: Any) -
 
 @pytest.mark.jack
 def test_cycles_over_a_real_server_are_dated_by_its_timer(jack_server: None) -> None:
-    """The server's frame timer, mapped to our clock, dates each cycle at its wake-up:
-    before the poll that saw it begun (the fallback, the poll's own time, is after)."""
+    """The server's word on when its driver began each cycle dates it: before the poll
+    that saw it begun (the fallback, the poll's own time, is after)."""
     from antiphon.live.jack import JackCycles
 
     cycles = JackCycles.open(time.perf_counter, name=unique("cyc"))
@@ -530,8 +530,5 @@ def test_cycles_over_a_real_server_are_dated_by_its_timer(jack_server: None) -> 
             dated.append((before, cycles._starts[-1]))
         time.sleep(0.003)
     assert len(dated) >= 10
-    # The timer's date is its DLL's wake-up, smoothed: where a cycle came early it lies
-    # after the poll, and the poll's own time stands (the fallback). Most are before it
-    # (a quarter at least, seen 13-24 of 24 on a loaded 256-frame server); none, the
-    # timer unused, is what this catches.
-    assert sum(1 for before, start in dated if before - 0.5 < start < before) >= len(dated) // 4
+    # A cycle can begin between the poll's start and its read of the counter: seldom.
+    assert sum(1 for before, start in dated if before - 0.5 < start < before) >= 0.8 * len(dated)
