@@ -72,10 +72,14 @@ export class Controls {
     if (this.timers.has(name)) { this.timers.get(name).value = value; return; }
     const entry = { value };
     this.timers.set(name, entry);
-    setTimeout(() => { this.timers.delete(name); this.send({ type: "control", name, value: entry.value }); }, 60);
+    entry.timer = setTimeout(() => { this.timers.delete(name); this.send({ type: "control", name, value: entry.value }); }, 60);
   }
 
   flush(name, value) {
+    // The pending throttled send is cancelled: left to fire, it sent an older value after
+    // this one (three arrow keys within 60 ms left the engine at the first step).
+    const pending = this.timers.get(name);
+    if (pending) clearTimeout(pending.timer);
     this.timers.delete(name);
     this.send({ type: "control", name, value });
   }
