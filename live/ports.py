@@ -508,9 +508,11 @@ class RtMidiInput(MidiInput):
         while not self._stop.is_set():
             drained = heard = 0
             with self._read_lock:
+                seen = False  # whether ``frame`` was read just now, after the last message
                 while not self._stop.is_set():
-                    if cycles is not None:
+                    if cycles is not None and not seen:
                         frame = cycles.observe()
+                    seen = False
                     try:
                         got = self._port.midi.get_message()
                     except self._port.error:
@@ -521,7 +523,7 @@ class RtMidiInput(MidiInput):
                     data, delta = got
                     polled = self._now()
                     if cycles is not None:  # the cycle that brought it has begun by now
-                        frame = cycles.observe()
+                        frame, seen = cycles.observe(), True
                     # The backend's delta since the previous message dates it precisely;
                     # the polls bound it: it arrived after the last poll that found nothing
                     # and before this one. (The backend's clock is not quite ours, so
