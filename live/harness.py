@@ -81,16 +81,26 @@ class DaemonProcess:
     """``antiphon live --backend jack`` as a subprocess, ready when it says so."""
 
     def __init__(
-        self, args: Sequence[str] = (), name: str = "antiphon", timeout: float = 60
+        self,
+        args: Sequence[str] = (),
+        name: str = "antiphon",
+        timeout: float = 60,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.name = name
         cmd = [sys.executable, "-m", "antiphon", "live", "--backend", "jack", "--name", name, *args]
         self.t_spawn = time.perf_counter()
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            env=None if env is None else {**os.environ, **env},
         )
         self.stderr_lines: list[str] = []
-        threading.Thread(target=self._drain_stderr, daemon=True).start()
+        self._drain = threading.Thread(target=self._drain_stderr, daemon=True)
+        self._drain.start()
         self.ready_line = self._wait_ready(timeout)
         self.t_ready = time.perf_counter()
 
@@ -151,20 +161,23 @@ class DaemonProcess:
     def wait(self, timeout: float = 5) -> int:
         return self.proc.wait(timeout)
 
-    def kill(self, grace: float = 5.0) -> None:
+    def kill(self, grace: float = 5.0) -> int | None:
         """Stop the daemon: SIGTERM, and SIGKILL only if it has not exited within ``grace``
         seconds. A client killed outright is not removed from a ``--sync`` server's graph
         until the server has waited out its timeout (5 s without realtime) for each of the
         daemon's JACK clients, every cycle stalled meanwhile: every other client's audio and
-        MIDI stop for up to half a minute."""
+        MIDI stop for up to half a minute. Returns the exit status of a daemon this stopped
+        (None for one that had already ended): 0 is a clean shutdown."""
         if self.proc.poll() is not None:
-            return
+            return None
         self.proc.terminate()
         try:
-            self.proc.wait(grace)
+            status = self.proc.wait(grace)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.proc.wait()
+            status = self.proc.wait()
+        self._drain.join(2)  # its last lines (a traceback on the way out) read
+        return status
 
 
 @dataclass

@@ -44,7 +44,9 @@ def serve(
         ready(daemon.ready_line + (f" studio={extra.url}" if extra is not None else ""))
         status = daemon.run()
     finally:
-        if extra is not None:
-            extra.close()
-        daemon.shutdown()
+        try:
+            if extra is not None:
+                extra.close()
+        finally:  # whatever the studio's close does, the notes still go off
+            daemon.shutdown()
     return status

@@ -144,9 +144,16 @@ class Takes:
 
     def close(self) -> None:
         if self._pool is not None:
+            # The workers are read before shutdown, which sets the pool's table to None
+            # (reading it after raised at every exit that had made a take, and the daemon's
+            # own shutdown never ran).
+            workers = list((getattr(self._pool, "_processes", None) or {}).values())
             self._pool.shutdown(wait=False, cancel_futures=True)
-            for proc in list(getattr(self._pool, "_processes", {}).values()):
+            for proc in workers:
                 proc.terminate()  # a take being made is not worth waiting for at exit
+            for proc in workers:
+                proc.join(5)  # gone before the caller removes the folder it writes into
+            self._pool = None
 
     def find(self, take: int, variation: int) -> Variation:
         for t in self.stack:

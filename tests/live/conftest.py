@@ -100,9 +100,12 @@ def live(jack_server, trained_onnx, request, tmp_path):  # type: ignore[no-untyp
     args = [a for m in reversed(list(request.node.iter_markers("daemon_args"))) for a in m.args]
     extra = [str(tmp_path / a[1:]) if a.startswith("@") else a for a in args]
     name = f"antiphon-t{next(_names)}"
+    scratch = tmp_path / "daemon-tmp"  # its temporary files (the studio's takes) go here
+    scratch.mkdir()
     daemon = DaemonProcess(
         ["--model", str(trained_onnx), "--silence-ms", str(SILENCE * 1000), "--seed", "3", *extra],
         name=name,
+        env={"TMPDIR": str(scratch)},
     )
     try:  # a Player that cannot open must not leave the daemon running
         player = Player(daemon_name=name, client=name + "-kbd")
@@ -115,4 +118,13 @@ def live(jack_server, trained_onnx, request, tmp_path):  # type: ignore[no-untyp
         # The player first, while the daemon leaves the graph alone (antiphon.live.jack:
         # closing a client as the graph changes can crash libjack).
         player.close()
-        daemon.kill()
+        status = daemon.kill()
+    # A daemon this stopped shut down cleanly, whatever the test did with it: no traceback
+    # on the way out (a studio's close once raised there and skipped the notes-off), and
+    # nothing left in the temporary folder.
+    if status is not None:
+        trace = [line for line in daemon.stderr_lines if "Traceback" in line]
+        assert status == 0 and not trace, (status, daemon.stderr_lines[-20:])
+        # (onnxruntime keeps a session id file, .ses, there: its own, not ours)
+        left = [p.name for p in scratch.iterdir() if p.name.startswith("antiphon")]
+        assert not left, f"the daemon left temporary files behind: {left}"
