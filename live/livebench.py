@@ -82,6 +82,9 @@ class LiveBench:
     rss_shared_mb: float = 0.0  # at the end, with JACK's shared segments
     heap_start_mb: float = 0.0  # the anonymous part of rss_start_mb
     heap_mb: float = 0.0  # ... of rss_mb
+    # The heap at the end of each minute of the run: a leak climbs minute after minute, an
+    # allocator's high-water mark (the first flood's buffers) steps once and stays.
+    heap_by_minute: list[float] = field(default_factory=list)
     idle_cpu_pct: float = 0.0
     exit_s: float = 0.0
     exit_code: int | None = None
@@ -152,6 +155,7 @@ class LiveBench:
             "rss_shared_mb": self.rss_shared_mb,
             "heap_start_mb": self.heap_start_mb,
             "heap_mb": self.heap_mb,
+            "heap_second_half_mb": _second_half_growth(self.heap_by_minute),
             "idle_cpu_pct": self.idle_cpu_pct,
             "sigint_exit_s": self.exit_s,
             "exit_code": self.exit_code,
@@ -165,6 +169,14 @@ class LiveBench:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "summary": self.summary()}
+
+
+def _second_half_growth(series: list[float]) -> float | None:
+    """How much the heap grew over the second half of the run (a run of 4 minutes or more):
+    a high-water step early on leaves it at 0, a leak shows as half its whole growth."""
+    if len(series) < 4:
+        return None
+    return series[-1] - series[len(series) // 2]
 
 
 def _burn(stop: Any) -> None:  # a CPU-bound process beside the daemon (a busy DAW)
@@ -296,6 +308,8 @@ def run_live_bench(
                 if not bench.rss_start_mb and (elapsed > 60 or done == min(phrases, 20)):
                     bench.rss_start_mb = daemon.rss_mb()
                     bench.heap_start_mb = daemon.heap_mb()
+                if elapsed > 60 * (len(bench.heap_by_minute) + 1):
+                    bench.heap_by_minute.append(daemon.heap_mb())
             time.sleep(MAX_RESPONSE + 1.0)  # let the last answer finish
             bench.rss_mb = daemon.rss_mb()
             bench.rss_shared_mb = daemon.rss_mb(shared=True)
@@ -486,6 +500,12 @@ def format_live(b: LiveBench) -> str:
         row("  with JACK's shared segments", s["rss_shared_mb"], "MB"),
         row("  of which heap, start", s["heap_start_mb"], "MB", "(anonymous pages)"),
         row("  of which heap, end", s["heap_mb"], "MB"),
+        row(
+            "  heap growth, second half of the run",
+            s["heap_second_half_mb"],
+            "MB",
+            f"(minutes sampled: {len(b.heap_by_minute)}; a leak keeps climbing)",
+        ),
         row("idle CPU", s["idle_cpu_pct"], "%", "target <= 2 %"),
         row(
             "SIGINT to exit",
