@@ -538,7 +538,9 @@ class Daemon:
         if mode == "vary" and not hasattr(voice, "vary"):
             family = f"a {model.info.family} model cannot vary a phrase"
             raise UserError(cannot_vary.format(family=family))
-        voice.empty()  # the first run is slow: not during the first phrase it answers
+        # The first run is slow, and the longest takes the most memory: both before the
+        # first phrase it answers (a voice without ``warm`` runs its empty state).
+        getattr(voice, "warm", voice.empty)()
         return voice
 
     def use_voice(self, voice: Any) -> None:

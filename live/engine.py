@@ -134,6 +134,11 @@ class TokenVoice:
         bos = self.codec.bos
         return TokenState(self.stepper.feed(self.stepper.empty(), [bos] if bos is not None else []))
 
+    def warm(self) -> None:
+        """The model's longest run once, before it answers anyone (``TokenStepper.warm``)."""
+        self.stepper.warm()
+        self.empty()
+
     def encode(self, last_tick: int, ticks: Iterable[TickEvents]) -> tuple[list[int], int]:
         out: list[int] = []
         for ev in ticks:

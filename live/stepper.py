@@ -25,6 +25,8 @@ import numpy as np
 
 from antiphon.contract import Signature, StatePair
 
+PREFILL_CHUNK = 128  # tokens per model run when a long prompt is fed (see _advance)
+
 RunFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 # run(feed, bound): each (input, output, array) of ``bound`` is read as the input and
 # written as the output in place; returns the other outputs.
@@ -129,6 +131,27 @@ class TokenStepper:
             skipped = len(tokens) - self.max_context
             state, tokens = self.empty_at(state.position + skipped), tokens[skipped:]
         state = self.slide(state, room=len(tokens))
+        if len(tokens) <= PREFILL_CHUNK:
+            return self._run_tokens(state, tokens)
+        # A long prompt (a re-prime after a flood, a file's context) in chunks: the
+        # attention's scratch grows with the square of a run's length, and onnxruntime's
+        # arena keeps the largest it ever served (a 512-token run: +19 MB of heap for good,
+        # +11 MB in chunks of 128, which are also faster: 9.2 ms against 10.9 ms here).
+        logits = []
+        for i in range(0, len(tokens), PREFILL_CHUNK):
+            state, out = self._run_tokens(state, tokens[i : i + PREFILL_CHUNK])
+            logits.append(out["logits"])
+        return state, {**out, "logits": np.concatenate(logits, axis=1)}
+
+    def warm(self) -> None:
+        """Run the longest prompt the model takes once, so the memory it needs is taken
+        before the first phrase rather than at the first re-prime of a long session."""
+        self.feed(self.empty(), [0] * self.max_context)
+
+    def _run_tokens(
+        self, state: State, tokens: Sequence[int]
+    ) -> tuple[State, dict[str, np.ndarray]]:
+        """One run of the model over ``tokens`` (they fit in the window)."""
         n = len(tokens)
         feed = dict(state.arrays)
         feed["tokens"] = np.asarray([tokens], dtype=np.int64)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from antiphon.contract import Signature, StatePair
-from antiphon.live.stepper import TokenStepper, greedy
+from antiphon.live.stepper import PREFILL_CHUNK, TokenStepper, greedy
 
 V = 1000
 SIG = Signature(
@@ -115,8 +115,37 @@ def test_log_probs_scores_every_position_of_a_window() -> None:
     assert np.allclose(np.exp(lp).sum(axis=-1), 1.0)
 
 
-def test_the_real_transformer_in_place_matches_the_copying_path(tiny_onnx) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("bound", [False, True], ids=["copy", "in-place"])
+def test_a_long_prompt_runs_in_chunks_and_scores_every_position(bound: bool) -> None:
+    calls: list[int] = []
+
+    def counted(feed, *rest):  # type: ignore[no-untyped-def]
+        calls.append(feed["tokens"].shape[1])
+        return (run_bound if rest else run_copy)(feed, *rest)
+
+    n = 2 * PREFILL_CHUNK + 7
+    st = TokenStepper(
+        counted, SIG, max_context=4 * PREFILL_CHUNK, run_bound=counted if bound else None
+    )
+    tokens = list(range(1, n + 1))
+    lp = st.log_probs(tokens)
+    assert calls == [PREFILL_CHUNK, PREFILL_CHUNK, 7]  # no run longer than a chunk
+    assert lp.shape == (n, V)
+    assert list(lp.argmax(axis=-1)) == [sum(tokens[: i + 1]) % V for i in range(n)]
+    whole = st.feed(st.empty(), tokens)
+    stepped = st.empty()
+    for t in tokens:
+        stepped = st.feed(stepped, [t])
+    assert (whole.length, whole.position) == (stepped.length, stepped.position) == (n, n)
+    assert said(whole) == said(stepped) == sum(tokens) % V
+    assert said(st.feed(whole, [5])) == (sum(tokens) + 5) % V  # the cache holds every row
+
+
+def test_the_real_transformer_in_place_matches_the_copying_path(tiny_onnx, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     pytest.importorskip("torch")
+    import antiphon.live.stepper
+
+    monkeypatch.setattr(antiphon.live.stepper, "PREFILL_CHUNK", 32)  # the tiny window is 96
     from antiphon.live.session import ModelFile
 
     mf = ModelFile.open(tiny_onnx)
@@ -124,6 +153,14 @@ def test_the_real_transformer_in_place_matches_the_copying_path(tiny_onnx) -> No
     prompt = [1, *range(4, 30)]
     # 150 tokens through a 96-token window: slides included
     assert greedy(bound, prompt, 150) == greedy(plain, prompt, 150)
+    # a window-long prompt (in chunks when longer than one) scores as a token at a time
+    window = [1, *[4 + i % 40 for i in range(mf.info.max_context - 1)]]
+    one_by_one = bound.empty()
+    for t in window:
+        one_by_one = bound.feed(one_by_one, [t])
+    assert np.allclose(
+        bound.feed(bound.empty(), window).last_logits, one_by_one.last_logits, atol=1e-4
+    )
     base = bound.feed(bound.empty(), prompt)
     fork = bound.feed(base, [7, 8, 9])
     again = bound.feed(base, [10])  # base, after a fork was written in place
