@@ -28,6 +28,7 @@ from antiphon.live.clock import MidiClockFollower, parse_quantize
 from antiphon.live.context import OWN, StreamingContext
 from antiphon.live.engine import open_voice
 from antiphon.live.events import Events
+from antiphon.live.heap import HeapTrim
 from antiphon.live.jack import server_realtime
 from antiphon.live.messages import is_channel_message, parse
 from antiphon.live.performer import Control, Cue, Heard, Performer, ResponseStats, Swap
@@ -181,6 +182,7 @@ class Daemon:
         self.stop_event = threading.Event()
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.malformed = 0
+        self.heap = HeapTrim()  # freed heap back to the system after a flood
         self._stats_pending: list[ResponseStats] = []
         self._stats_lock = threading.Lock()
         self._lost: set[str] = set()
@@ -315,6 +317,7 @@ class Daemon:
         return scheduler is not None and scheduler.busy()
 
     def _on_message(self, data: list[int], t: float) -> None:  # the port's reader thread
+        self.heap.saw(t)
         if self.synth is not None and self.config.synth_input:
             self.synth.send_player(data)
         self.queue.put(("in", data, t))
@@ -600,7 +603,13 @@ class Daemon:
             self.stop_event.set()
         if self.performer.policy.mode == "accompany":
             self._keep_accompanying()
+        self._trim_heap()
         self._flush_stats()
+
+    def _trim_heap(self) -> None:
+        t = time.perf_counter()
+        if self.heap.idle(self.now(), self._playing()):
+            log.debug("freed heap returned in %.2f ms", 1000 * (time.perf_counter() - t))
 
     def _keep_accompanying(self) -> None:
         """While the player holds notes or played recently, keep a plan ahead of now."""
