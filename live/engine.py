@@ -136,7 +136,9 @@ class TokenVoice:
 
     def warm(self) -> None:
         """The model's longest run once, before it answers anyone (``TokenStepper.warm``)."""
-        self.stepper.warm()
+        warm = getattr(self.stepper, "warm", None)  # a seq2seq stepper has no window to fill
+        if warm is not None:
+            warm()
         self.empty()
 
     def encode(self, last_tick: int, ticks: Iterable[TickEvents]) -> tuple[list[int], int]:

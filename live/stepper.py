@@ -145,7 +145,10 @@ class TokenStepper:
 
     def warm(self) -> None:
         """Run the longest prompt the model takes once, so the memory it needs is taken
-        before the first phrase rather than at the first re-prime of a long session."""
+        before the first phrase rather than at the first re-prime of a long session. (A
+        recurrent state's memory does not grow with the prompt: nothing to warm.)"""
+        if not self.holds_context:
+            return
         self.feed(self.empty(), [0] * self.max_context)
 
     def _run_tokens(
