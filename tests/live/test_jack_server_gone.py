@@ -1,6 +1,5 @@
 """The JACK server dies under a playing daemon (killed, crashed, restarted by a session
-manager): the daemon says so in one line and exits, instead of freezing. A server that only
-stalls (stopped, swapped out) and comes back leaves no note hanging and the daemon playing.
+manager): the daemon says so in one line and exits, instead of freezing.
 
 rtmidi's JACK output spins, holding the GIL, while its ring is full, and only the server's
 cycles empty it: a daemon whose server died froze for good at its next few thousand
@@ -10,10 +9,8 @@ among them: no client of this process may be left on a server that died."""
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -59,32 +56,3 @@ def test_a_server_that_dies_mid_answer_ends_the_daemon_in_one_line(own_server) -
     assert status == 1, err[-2000:]
     assert "the JACK server has run no cycle" in err, err[-2000:]
     assert "Traceback" not in err, err[-2000:]
-
-
-def test_a_server_that_stalls_mid_answer_and_resumes_leaves_nothing_hanging(own_server) -> None:
-    from antiphon.live.harness import DaemonProcess, Player
-
-    name = "antiphon-stall"
-    args = ["--silence-ms", "300", "--seed", "3", "--max-response", "2"]
-    daemon = DaemonProcess(args, name=name)
-    player = None
-    try:
-        player = Player(daemon_name=name, client=name + "-kbd")
-        end = player.phrase([60, 64, 67, 72, 67, 64])
-        first = player.wait_for(lambda r: r.t > end and r.data[0] & 0xF0 == 0x90, 30)
-        assert first is not None, "no answer before the stall"
-        own_server.send_signal(signal.SIGSTOP)  # mid-answer: the daemon is sending
-        time.sleep(3.0)  # well under the daemon's 10 s for a server gone
-        own_server.send_signal(signal.SIGCONT)
-        time.sleep(3.0)  # the rest of the answer (2 s at most) plays out, or is released
-        assert player.hanging() == {}, "a note of the stalled answer was left on"
-        end = player.phrase([62, 65, 69, 74])
-        again = player.wait_for(lambda r: r.t > end and r.data[0] & 0xF0 == 0x90, 10)
-        assert again is not None, "the daemon stopped answering after the stall"
-        assert again.t - end < 1.0, f"the next answer came {again.t - end:.2f} s late"
-    finally:
-        if player is not None:
-            player.close()
-        status = daemon.kill()
-    err = "\n".join(daemon.stderr_lines)
-    assert status == 0 and "Traceback" not in err, err[-2000:]
