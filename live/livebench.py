@@ -16,6 +16,7 @@ luck.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import multiprocessing
@@ -25,6 +26,7 @@ import signal
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,7 @@ import numpy as np
 
 from antiphon.atomic import read_lines
 from antiphon.live.harness import PERIOD_FRAMES, DaemonProcess, Player, jack_server
-from antiphon.live.jack import JACK_LOCK, close_client
+from antiphon.live.jack import JackCycles
 from antiphon.live.material import Event, Material, Step
 from antiphon.live.session import ModelFile
 
@@ -220,38 +222,74 @@ class _Load:
 
 class Tap:
     """A third JACK client on the player's output: what really reached the daemon's port
-    (JACK copies one output to every input connected to it)."""
+    (JACK copies one output to every input connected to it), and when.
 
-    def __init__(self, source_client: str) -> None:
-        import rtmidi
+    The listener's phrase end is the cycle that brought the release to this port, dated as
+    the ear dates the answer (with the ear's own observation of the server's cycles).
+    Dating it from the player's send instead (the next cycle after the counter read that
+    follows the send) was a cycle late whenever a cycle began between the send and the
+    read, and two when the player's thread was preempted there: 7 of 420 answers of a soak
+    then looked one or two periods faster to the listener than to the daemon, which was
+    right both times."""
 
-        with JACK_LOCK:  # no frame-counter read of this process while a client opens
-            self.midi = rtmidi.MidiIn(
-                rtmidi.API_UNIX_JACK, name="antiphon-bench-tap", queue_size_limit=1 << 18
-            )
-            self.midi.ignore_types(sysex=False, timing=False, active_sense=True)
-            names = self.midi.get_ports()
-            self.midi.open_port(next(i for i, n in enumerate(names) if n.startswith(source_client)))
+    KEEP = 1 << 16  # arrivals kept for ``arrival``: a second of the heaviest flood, and more
+
+    def __init__(self, source_client: str, cycles: JackCycles | None = None) -> None:
+        from antiphon.live.ports import RtMidiInput
+
         self.note_ons = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self._lock = threading.Lock()
+        self._heard: collections.deque[tuple[float, list[int]]] = collections.deque(
+            maxlen=self.KEEP
+        )
+        self.inp = RtMidiInput(
+            self._on,
+            backend="jack",
+            client="antiphon-bench-tap",
+            port=source_client + ":",
+            queue_size=1 << 18,
+            busy=lambda: True,
+            keepalive=0.01,  # the player's garbage includes truncated sysex (see RtMidiInput)
+            cycles=cycles,
+        )
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            got = self.midi.get_message()
-            if got is None:
-                time.sleep(0.002)
-                continue
-            m = got[0]
-            if len(m) == 3 and m[0] & 0xF0 == 0x90 and m[2] > 0:
-                self.note_ons += 1
+    def _on(self, data: list[int], t: float) -> None:
+        if len(data) == 3 and data[0] & 0xF0 == 0x90 and data[2] > 0:
+            self.note_ons += 1
+        with self._lock:
+            self._heard.append((t, data))
+
+    def arrival(self, data: Sequence[int], sent: float, within: float = 0.5) -> float | None:
+        """When ``data``, sent at ``sent`` (perf_counter), reached the port (``first_arrival``);
+        waits up to ``within`` seconds for it; None if it never came."""
+        deadline = time.perf_counter() + within
+        while True:
+            with self._lock:
+                found = first_arrival(self._heard, data, sent)
+            if found is not None or time.perf_counter() >= deadline:
+                return found
+            time.sleep(0.001)
 
     def close(self) -> None:
         time.sleep(0.1)
-        self._stop.set()
-        self._thread.join(1)
-        close_client(self.midi)
+        self.inp.close()
+
+
+def first_arrival(
+    heard: Sequence[tuple[float, list[int]]], data: Sequence[int], sent: float
+) -> float | None:
+    """The date of the first message ``data`` in ``heard`` (dated arrivals, in order) that
+    came of a send at ``sent``: dated no earlier than a millisecond before it. A cycle start
+    read through the server's timer may lie microseconds either side of the send that made
+    it; the same message sent before came a note or more earlier."""
+    want, found = list(data), None
+    for i in range(len(heard) - 1, -1, -1):  # back to the send: the earliest match
+        t, got = heard[i]
+        if t < sent - 0.001:
+            break
+        if got == want:
+            found = t
+    return found
 
 
 def run_live_bench(
@@ -287,7 +325,7 @@ def run_live_bench(
     with jack_server(period, realtime=jack_rt) as server, _Load(load):
         daemon = DaemonProcess(args, name=name)
         player = Player(daemon_name=name, client=name + "-player")
-        tap = Tap(name + "-player")
+        tap = Tap(player.client, player.inp.cycles)
         bench = LiveBench(phrases, server["period_ms"], daemon.start_seconds, load, seed)
         bench.jack_realtime = jack_rt if server["started"] else None
         bench.daemon_realtime = realtime
@@ -303,7 +341,7 @@ def run_live_bench(
                 elif done >= phrases:
                     break
                 for step in material.steps(1):
-                    _play_step(player, bench, step, silence, tick, t_run)
+                    _play_step(player, tap, bench, step, silence, tick, t_run)
                     done += 1
                 if not bench.rss_start_mb and (elapsed > 60 or done == min(phrases, 20)):
                     bench.rss_start_mb = daemon.rss_mb()
@@ -391,7 +429,13 @@ def _play(player: Player, events: list[Event]) -> list[float]:
 
 
 def _play_step(
-    player: Player, bench: LiveBench, step: Step, silence: float, tick: float, t_run: float
+    player: Player,
+    tap: Tap,
+    bench: LiveBench,
+    step: Step,
+    silence: float,
+    tick: float,
+    t_run: float,
 ) -> None:
     if step.before is not None:
         _play(player, step.before.events)
@@ -406,19 +450,26 @@ def _play_step(
             offs = [r for r in player.heard(t_first) if r.t <= heard.t]
             bench.barge_in_ms.append(1e3 * (max(r.t for r in offs) - t_first))
     # the phrase end by the daemon's rule, on the times the events really went out
-    release = max(
-        (sent[k] for k, (at, _) in enumerate(ph.events) if abs(at - ph.release) < 1e-9),
-        default=sent[-1],
+    k = max(
+        (k for k, (at, _) in enumerate(ph.events) if abs(at - ph.release) < 1e-9),
+        key=lambda k: sent[k],
+        default=len(sent) - 1,
     )
+    release = sent[k]
     first = player.wait_for(
         lambda r: r.t > release and r.data[0] & 0xF0 == 0x90 and r.data[2] > 0,
         max(0.0, release + silence - time.perf_counter()) + ANSWER_WAIT,
     )
-    # Both ends on JACK's timeline, as a JACK client measures them: the release happened
-    # when JACK delivered it (the start of the cycle after it was sent) and the answer when
-    # its first note was delivered to the ear. From the send call it reads up to a period
-    # more: the time the release waited on this side for the next cycle.
-    end = player.delivered(release) + silence
+    # Both ends on JACK's timeline, as JACK clients hear them: the release when the tap
+    # heard it reach the daemon's port (the start of the cycle that carried it) and the
+    # answer when its first note reached the ear. From the send call it reads up to a
+    # period more: the time the release waited on this side for the next cycle.
+    reached = tap.arrival(ph.events[k][1], release)
+    if reached is None:
+        bench.log_warnings.append(
+            f"the tap did not hear the release of phrase {len(bench.results)}"
+        )
+    end = (player.delivered(release) if reached is None else reached) + silence
     result = PhraseResult(
         ph.kind,
         step.before.kind if step.before else None,

@@ -468,6 +468,7 @@ class RtMidiInput(MidiInput):
         idle_after: float = 1.0,
         busy: Callable[[], bool] | None = None,
         keepalive: float | None = 0.01,
+        cycles: JackCycles | None = None,
     ) -> None:
         super().__init__(on_message, now)
         self.queue_size = queue_size
@@ -486,8 +487,10 @@ class RtMidiInput(MidiInput):
         self._keeper_room = JackRoom.open(patience=0.0) if self._keeper is not None else None
         # JACK delivers once a cycle: arrivals are dated by the cycle that brought them and
         # what is sent is heard at the next one (see JackCycles).
-        self.cycles: JackCycles | None = None
-        if self.backend == "jack":
+        # ``cycles``: another input's, over the same server (a listener with two ports dates
+        # both by one observation of the server: no second client to wake every cycle).
+        self.cycles: JackCycles | None = cycles
+        if self.backend == "jack" and cycles is None:
             try:
                 self.cycles = JackCycles.open(self._now, name=f"{client}-cycles")
             except OSError as e:

@@ -75,7 +75,7 @@ def test_after_garbage_sysex_and_a_truncated_sysex_the_next_phrase_is_answered(l
 @pytest.mark.daemon_args("--record", "@session.mid")
 def test_after_a_flood_the_next_phrase_is_answered_and_recorded(live, tmp_path) -> None:
     daemon, player = live
-    tap = Tap(player.client)  # what really reached the daemon's port
+    tap = Tap(player.client, player.inp.cycles)  # what really reached the daemon's port
     try:
         flood(player)  # 20,000 messages in a second, no panic afterwards
         time.sleep(0.5)

@@ -1,0 +1,30 @@
+"""The live bench's listener dates a phrase end by the arrival of its release, as heard on
+its own JACK client (``first_arrival``), not by the player's send: pure logic here, the
+bench end to end in test_daemon_survives."""
+
+from __future__ import annotations
+
+from antiphon.live.livebench import first_arrival
+
+OFF = [0x80, 60, 0]
+
+
+def test_the_release_is_dated_by_the_cycle_that_carried_it() -> None:
+    heard = [(1.0, [0x90, 60, 80]), (1.2013, OFF), (1.2026, [0x90, 64, 80])]
+    assert first_arrival(heard, OFF, sent=1.2005) == 1.2013
+
+
+def test_the_same_message_played_earlier_is_not_the_release() -> None:
+    heard = [(0.5, OFF), (0.9, [0x90, 60, 80]), (1.2013, OFF)]
+    assert first_arrival(heard, OFF, sent=1.2005) == 1.2013
+    assert first_arrival(heard[:2], OFF, sent=1.2005) is None  # not there yet
+
+
+def test_a_cycle_start_dated_microseconds_before_the_send_still_counts() -> None:
+    # the server's timer dates the cycle; our clock read the send a hair later
+    assert first_arrival([(1.19998, OFF)], OFF, sent=1.2) == 1.19998
+
+
+def test_two_such_messages_after_the_send_give_the_first() -> None:
+    heard = [(1.2013, OFF), (1.2026, OFF)]
+    assert first_arrival(heard, list(OFF), sent=1.2005) == 1.2013
