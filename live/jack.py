@@ -434,3 +434,20 @@ class JackCycles:
         """The start of the first cycle after ``t``: when what is sent at ``t`` is heard."""
         begun, nxt = self._around(t)
         return begun + self.period if nxt is None else nxt
+
+    def carried(self, t: float, frame: int | None) -> float:
+        """When what was sent at ``t`` is heard, ``frame`` being the counter read right after
+        the send. A cycle that began between the two carried it (the message was in the
+        ring before that cycle's callbacks ran): the first cycle start after ``t``. Else the
+        first cycle after ``frame``'s, once seen: the send came after that cycle's callbacks
+        had run, whatever the clock says (a cycle dated a hair after ``t`` would put it a
+        cycle early). A read that came late (the thread preempted after its send, or a
+        short cycle of the dummy driver catching up) no longer puts it a cycle late."""
+        if frame is not None:
+            began = self.began(frame)
+            if began is not None and began > t:
+                return self.next_start(t)
+            after = self.first_after(frame)
+            if after is not None:
+                return after
+        return self.next_start(t)

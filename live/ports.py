@@ -620,16 +620,10 @@ class RtMidiInput(MidiInput):
 
     def heard_after(self, t: float, cycle: int | None = None) -> float:
         """When a message sent at ``t`` reaches the ports connected to ours: the start of
-        JACK's next cycle, as observed (a poll's precision). Give the ``cycle_now()`` read
-        right after sending: from ``t`` alone, a send just after a cycle began but before
-        this reader saw it (up to a poll) would be dated a cycle early."""
-        if self.cycles is None:
-            return t
-        if cycle is not None:
-            after = self.cycles.first_after(cycle)
-            if after is not None:
-                return after
-        return self.cycles.next_start(t)
+        the JACK cycle that carries it (``JackCycles.carried``). Give the ``cycle_now()``
+        read right after sending: from ``t`` alone, a send just after a cycle began but
+        before this reader saw it (up to a poll) would be dated a cycle early."""
+        return t if self.cycles is None else self.cycles.carried(t, cycle)
 
     @property
     def peer(self) -> str | None:

@@ -128,6 +128,27 @@ def test_a_message_is_dated_by_the_cycle_that_brought_it() -> None:
     assert RtMidiInput._cycle_of(cycles, 1.0042, 64, 0) == 1.0012
 
 
+def test_a_send_is_heard_at_the_first_cycle_after_it_even_if_read_late() -> None:
+    """The daemon reads the counter right after each first note it sends (``carried``)."""
+    c = Timer()
+    cycles = c.cycles()
+    c.cycle(began=1.0, frame=0, seen=1.00001)
+    cycles.observe()
+    # sent at +0.088 ms; the dummy driver's next cycle came early, at +0.22 ms, and the
+    # read after the send (the thread preempted) only came at +0.3 ms: the new cycle
+    # carried the note, not the one after it (seen: the listener 0.22 ms, --stats 1.82)
+    c.cycle(began=1.00022, frame=64, seen=1.0003)
+    assert cycles.observe() == 64
+    assert cycles.carried(1.000088, 64) == pytest.approx(1.00022)
+    # a send after the cycle began (read in it, no new cycle since): the next one, once seen
+    assert cycles.carried(1.00025, 64) == pytest.approx(1.00122)  # a period on, until seen
+    c.cycle(began=1.0016, frame=128, seen=1.00161)
+    cycles.observe()
+    assert cycles.carried(1.00025, 64) == pytest.approx(1.0016)
+    # the send and its read in one cycle: the cycle after it
+    assert cycles.carried(1.00005, 0) == pytest.approx(1.00022)
+
+
 def room_over(counter: Counter, patience: float = 0.5) -> jack.JackRoom:
     def wait(seconds: float) -> None:
         counter.t += seconds
