@@ -3,7 +3,9 @@ downloaded (both paths are given, so selenium-manager never runs)."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -37,7 +39,21 @@ def chrome(downloads: Path | None = None, width: int = 1400, height: int = 1000)
             {"download.default_directory": str(downloads), "download.prompt_for_download": False},
         )
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    # Chromium leaves a folder with its singleton socket in TMPDIR at every start (228 of
+    # them in /tmp after a week of test runs): it gets a folder of its own, gone at quit.
+    tmp = tempfile.mkdtemp(prefix="antiphon-chromium-")
+    service = Service(executable_path=str(CHROMEDRIVER), env={**os.environ, "TMPDIR": tmp})
+    driver = webdriver.Chrome(service=service, options=options)
+    quit_ = driver.quit
+
+    def quit() -> None:
+        try:
+            quit_()
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    driver.quit = quit
+    return driver
 
 
 def have_browser() -> bool:
