@@ -27,7 +27,12 @@ from antiphon.live.vae_voice import VAEStepper
 from antiphon.models.corpus import resolve_corpus
 from antiphon.models.dataset import cache_root
 from antiphon.models.diversity import diversity
-from antiphon.models.rollmetrics import metrics_table, roll_metrics
+from antiphon.models.rollmetrics import (
+    comparison_table,
+    metrics_table,
+    paper_comparison,
+    roll_metrics,
+)
 
 TRACK_NAMES = ["S", "A", "T", "B"]
 
@@ -102,10 +107,12 @@ def evaluate_multitrack(
     metrics = {k: roll_metrics(v, c.steps_per_beat, c.pitch_lo) for k, v in sets.items()}
     flat = lambda r: r.transpose(0, 2, 3, 1, 4).reshape(len(r), c.bars * c.steps, -1)  # noqa: E731
     names = (TRACK_NAMES + [str(i) for i in range(4, c.tracks)])[: c.tracks]
+    paper = paper_comparison(*metrics.values(), given=c.accompany_track)
     return {
         "model": str(model),
         "data": data,
         "metrics": {k: m.to_dict() for k, m in metrics.items()},
         "diversity": {k: diversity(flat(v), c.steps).to_dict() for k, v in sets.items()},
-        "table": metrics_table(metrics, names),
+        "paper": paper,
+        "table": metrics_table(metrics, names) + "\n\n" + comparison_table(paper),
     }

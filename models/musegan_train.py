@@ -37,7 +37,7 @@ from antiphon.models.gan import PairOptimizer
 from antiphon.models.gan_log import GanLog
 from antiphon.models.midi.multitrack import phrase_rolls, voices
 from antiphon.models.midi.notes import Grid
-from antiphon.models.musegan import Critic, MuseGAN, gradient_penalty
+from antiphon.models.musegan import Critic, MuseGAN, binarized, gradient_penalty
 from antiphon.models.registry import family
 from antiphon.models.rollmetrics import roll_metrics
 from antiphon.models.train import (
@@ -207,7 +207,7 @@ def train_musegan(
 
     def fake_of(real: torch.Tensor, given: torch.Tensor, line: torch.Tensor) -> torch.Tensor:
         z = [t.to(rt.device) for t in model.latents(real.shape[0])]
-        fake = model(*z, line * given.view(-1, 1, 1, 1), given)
+        fake = binarized(model(*z, line * given.view(-1, 1, 1, 1), given), c.binarize)
         # A conditioned phrase's given track is the real one, as the critic must judge
         # the other voices around it.
         mask = torch.zeros_like(fake)

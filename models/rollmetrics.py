@@ -144,3 +144,109 @@ def metrics_table(rows: dict[str, RollMetrics], names: list[str]) -> str:
         cells += [f"{m.tonal_distance[p]:.3f}" for p in pairs]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# MuseGAN's Tables 1 and 2 (Dong et al. 2018), read from the paper (salu133445/musegan,
+# docs/pdf/musegan-aaai2018-paper.pdf): LPD's training data and the hybrid model, from
+# scratch and track-conditional (piano given), per track (bass, drums, guitar, piano,
+# strings; no UPC/QN for drums) and per pair of tracks for TD (B-G, B-S, B-P, G-S, G-P, S-P).
+# EB and QN in percent. None: not measured there.
+PAPER_TRACKS = ("bass", "drums", "guitar", "piano", "strings")
+PAPER: dict[str, dict[str, list[float | None]]] = {
+    "data": {
+        "EB": [8.06, 8.06, 19.4, 24.8, 10.1],
+        "UPC": [1.71, None, 3.08, 3.28, 3.38],
+        "QN": [90.0, None, 81.9, 88.4, 89.6],
+        "TD": [1.57, 1.58, 1.51, 1.10, 1.02, 1.04],
+    },
+    "hybrid": {
+        "EB": [2.14, 29.7, 11.7, 17.8, 6.04],
+        "UPC": [2.35, None, 4.76, 5.45, 5.24],
+        "QN": [44.6, None, 43.2, 45.5, 52.0],
+        "TD": [1.34, 1.35, 1.32, 0.85, 0.85, 0.83],
+    },
+    "hybrid, track-conditional": {
+        "EB": [2.09, 4.53, 10.3, None, 4.05],
+        "UPC": [2.86, None, 4.43, None, 4.32],
+        "QN": [43.3, None, 55.6, None, 67.1],
+        "TD": [1.39, 1.36, 1.38, 0.96, 0.94, 0.95],
+    },
+}
+GAP_METRICS = ("EB", "UPC", "QN", "TD")
+
+
+def _by_metric(m: RollMetrics, skip: int | None = None) -> dict[str, list[float | None]]:
+    """Ours in the paper's units (EB, QN in percent); ``skip``: the given track, left out of
+    the per-track metrics as the paper's conditional rows leave it (its pairs stay in TD:
+    how the generated voices sit with the given one is the point of accompaniment)."""
+    keep = lambda xs: [None if i == skip else x for i, x in enumerate(xs)]  # noqa: E731
+    return {
+        "EB": keep([100 * x for x in m.empty_bars]),
+        "UPC": keep(list(m.pitch_classes)),
+        "QN": keep([100 * x for x in m.qualified_notes]),
+        "TD": list(m.tonal_distance.values()),
+    }
+
+
+def mean_gap(model: dict[str, list[float | None]], data: dict[str, list[float | None]]) -> dict:
+    """Per metric, the mean over tracks (pairs for TD) of |model - data| where both exist.
+    A track the model left silent has no UPC or QN of its own: it counts as 0 (no pitch
+    class used, no note qualified), so silence never looks close."""
+    out: dict[str, float | None] = {}
+    for k in GAP_METRICS:
+        gaps = []
+        for x, d in zip(model[k], data[k], strict=True):
+            if d is None or x is None:
+                continue
+            if math.isnan(x):
+                if k in ("UPC", "QN"):
+                    gaps.append(abs(d))
+                continue
+            gaps.append(abs(x - d))
+        out[k] = float(np.mean(gaps)) if gaps else None
+    return out
+
+
+def paper_comparison(
+    data: RollMetrics, scratch: RollMetrics, around: RollMetrics, given: int
+) -> dict:
+    """How far each of our sets lies from our data, beside how far the paper's hybrid model
+    lies from its data (the issue's bar: closer on every metric). Absolute gaps, in each
+    metric's units: the datasets differ (LPD's pop against four-voice chorales), so the
+    question is how close each model comes to what it learnt from."""
+    ours = _by_metric(data)
+    paper_scratch = mean_gap(PAPER["hybrid"], PAPER["data"])
+    paper_cond = mean_gap(PAPER["hybrid, track-conditional"], PAPER["data"])
+    our_scratch = mean_gap(_by_metric(scratch), ours)
+    our_cond = mean_gap(_by_metric(around, skip=given), _by_metric(data, skip=given))
+    rows = {}
+    for k in GAP_METRICS:
+        rows[k] = {
+            "scratch": our_scratch[k],
+            "paper_hybrid": paper_scratch[k],
+            "conditional": our_cond[k],
+            "paper_hybrid_conditional": paper_cond[k],
+        }
+    closer = all(
+        r[a] is not None and r[b] is not None and r[a] < r[b]
+        for r in rows.values()
+        for a, b in (("scratch", "paper_hybrid"), ("conditional", "paper_hybrid_conditional"))
+    )
+    return {"gaps": rows, "closer_than_paper_on_every_metric": closer}
+
+
+def comparison_table(cmp: dict) -> str:
+    """Markdown: each metric's mean distance from the training data, ours beside the paper's."""
+    f = lambda x: "–" if x is None else f"{x:.2f}"  # noqa: E731
+    lines = [
+        "| mean gap to the training data | ours, from scratch | MuseGAN hybrid (paper) "
+        "| ours, accompanying | hybrid, track-conditional (paper) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    units = {"EB": "EB (points)", "UPC": "UPC", "QN": "QN (points)", "TD": "TD"}
+    for k, r in cmp["gaps"].items():
+        cells = [r["scratch"], r["paper_hybrid"], r["conditional"], r["paper_hybrid_conditional"]]
+        lines.append(f"| {units[k]} | " + " | ".join(f(x) for x in cells) + " |")
+    verdict = "closer" if cmp["closer_than_paper_on_every_metric"] else "not closer"
+    lines.append(f"\nours is {verdict} to its data than the paper's hybrid on every metric")
+    return "\n".join(lines)

@@ -11,11 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from antiphon.models.midi.multitrack import phrase_rolls, roll, roll_notes, split_by_rank, voices
 from antiphon.models.midi.notes import Grid
 from antiphon.models.rollmetrics import (
+    PAPER,
     empty_bars,
+    mean_gap,
+    paper_comparison,
     pitch_classes,
     qualified_notes,
     qualified_threshold,
@@ -71,6 +75,58 @@ def test_tonal_distance_known_values() -> None:
     assert math.isnan(tonal_distance(apart, 0, 1, 4, LO))
     m = roll_metrics(fifth, 4, LO)
     assert m.tonal_distance["0-1"] == pytest.approx(want) and m.qn_threshold == 1
+
+
+def test_the_papers_hybrid_lies_this_far_from_its_data() -> None:
+    # by hand from Tables 1 and 2: EB |2.14-8.06|, |29.7-8.06|, |11.7-19.4|, |17.8-24.8|,
+    # |6.04-10.1|; UPC and QN without drums; TD over the six pairs
+    gap = mean_gap(PAPER["hybrid"], PAPER["data"])
+    assert gap["EB"] == pytest.approx((5.92 + 21.64 + 7.7 + 7.0 + 4.06) / 5)
+    assert gap["UPC"] == pytest.approx((0.64 + 1.68 + 2.17 + 1.86) / 4)
+    assert gap["QN"] == pytest.approx((45.4 + 38.7 + 42.9 + 37.6) / 4)
+    assert gap["TD"] == pytest.approx((0.23 + 0.23 + 0.19 + 0.25 + 0.17 + 0.21) / 6)
+
+
+def test_a_model_that_is_its_data_is_closer_than_the_paper_and_silence_is_not() -> None:
+    notes = [(0, 0, 8, 60), (0, 8, 16, 64), (1, 0, 16, 67)]
+    data = roll_metrics(rolls_of(notes, [(b, 0, 16, 48) for b in (0, 1)]), 4, LO)
+    cmp = paper_comparison(data, data, data, given=0)
+    assert cmp["closer_than_paper_on_every_metric"]
+    assert all(r["scratch"] == 0.0 and r["conditional"] == 0.0 for r in cmp["gaps"].values())
+    # a model that leaves its second voice silent: EB 100 % where the data has 0 %, no pitch
+    # class used (counted as 0, not left out), no TD at all
+    silent = roll_metrics(rolls_of(notes, []), 4, LO)
+    cmp = paper_comparison(data, silent, silent, given=0)
+    assert cmp["gaps"]["EB"]["scratch"] == pytest.approx(50.0)  # 0 and 100 points, mean 50
+    assert cmp["gaps"]["UPC"]["scratch"] == pytest.approx(0.5)  # 0 and |0 - 1|, mean 0.5
+    assert cmp["gaps"]["TD"]["scratch"] is None
+    assert not cmp["closer_than_paper_on_every_metric"]
+
+
+def test_the_critic_sees_binary_keys_and_the_generator_still_learns() -> None:
+    from antiphon.models.musegan import binarized
+
+    p = torch.tensor([0.2, 0.49, 0.51, 0.9], requires_grad=True)
+    out = binarized(p, "st")
+    assert out.tolist() == [0.0, 0.0, 1.0, 1.0]  # as the data's keys: down or not
+    (out * torch.tensor([1.0, 2.0, 3.0, 4.0])).sum().backward()
+    assert p.grad is not None and p.grad.tolist() == [1.0, 2.0, 3.0, 4.0]  # straight through
+    assert binarized(p, "soft") is p
+
+
+@pytest.mark.parametrize("form", ["factored", "square"])
+def test_both_bar_generators_fill_the_roll(form: str) -> None:
+    from antiphon.models.musegan import MuseGAN, MuseGANConfig
+
+    for c in (
+        MuseGANConfig(bar_generator=form),  # the defaults: 48 steps a bar, 48 keys
+        MuseGANConfig(bar_generator=form, bars=2, steps_per_beat=4, n_pitches=24, z_size=8),
+        MuseGANConfig(bar_generator=form, n_pitches=84, steps_per_beat=24),  # the paper's
+    ):
+        m = MuseGAN(c).eval()
+        cond = torch.zeros(2, c.bars, c.steps, c.n_pitches)
+        out = m(*m.latents(2), cond, torch.zeros(2))
+        assert out.shape == (2, c.tracks, c.bars, c.steps, c.n_pitches)
 
 
 # -- reading voices --------------------------------------------------------------------------
@@ -202,4 +258,6 @@ def test_eval_multitrack_beside_the_data(tiny_musegan: Path, synth_corpus: Path)
     data, around = r["metrics"]["training data (valid)"], r["metrics"][sets[2]]
     assert around["empty_bars"][0] == data["empty_bars"][0]
     assert around["pitch_classes"][0] == data["pitch_classes"][0]
-    assert r["table"].count("\n") == 4 and "TD S-A" in r["table"]
+    assert r["table"].count("\n") == 13 and "TD S-A" in r["table"]
+    assert "MuseGAN hybrid (paper)" in r["table"]
+    assert set(r["paper"]["gaps"]) == {"EB", "UPC", "QN", "TD"}
