@@ -283,8 +283,7 @@ def first_arrival(
     read through the server's timer may lie microseconds either side of the send that made
     it; the same message sent before came a note or more earlier."""
     want, found = list(data), None
-    for i in range(len(heard) - 1, -1, -1):  # back to the send: the earliest match
-        t, got = heard[i]
+    for t, got in reversed(heard):  # back to the send: the earliest match
         if t < sent - 0.001:
             break
         if got == want:
