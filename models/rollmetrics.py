@@ -151,7 +151,6 @@ def metrics_table(rows: dict[str, RollMetrics], names: list[str]) -> str:
 # scratch and track-conditional (piano given), per track (bass, drums, guitar, piano,
 # strings; no UPC/QN for drums) and per pair of tracks for TD (B-G, B-S, B-P, G-S, G-P, S-P).
 # EB and QN in percent. None: not measured there.
-PAPER_TRACKS = ("bass", "drums", "guitar", "piano", "strings")
 PAPER: dict[str, dict[str, list[float | None]]] = {
     "data": {
         "EB": [8.06, 8.06, 19.4, 24.8, 10.1],
