@@ -385,11 +385,18 @@ class JackCycles:
         return frame
 
     def began(self, frame: int) -> float | None:
-        """When the cycle that began at ``frame`` began (None: not observed, or long ago)."""
+        """When the cycle that began at ``frame`` began (None: not observed, or older than
+        every kept observation). Walks back as far as it must: the daemon asks about its
+        first note's cycle when it writes the answer's ``--stats`` row, an answer later.
+        (It looked at the last 64 observations only, 85 ms at 64 frames: the cycle of a
+        first note sent just before a cycle began was then "not observed", and the answer
+        dated a cycle late.)"""
         with self._lock:
-            for i in range(len(self._frames) - 1, max(-1, len(self._frames) - 64), -1):
+            for i in range(len(self._frames) - 1, -1, -1):  # recent ones: a short walk
                 if self._frames[i] == frame:
                     return self._starts[i]
+                if (frame - self._frames[i]) % (1 << 32) < (1 << 31):  # older than it
+                    return None
         return None
 
     def first_after(self, frame: int) -> float | None:

@@ -149,6 +149,24 @@ def test_a_send_is_heard_at_the_first_cycle_after_it_even_if_read_late() -> None
     assert cycles.carried(1.00005, 0) == pytest.approx(1.00022)
 
 
+def test_a_send_is_dated_by_its_cycle_however_long_ago_it_was_observed() -> None:
+    """The --stats row is written an answer after the first note: seen in a loaded run,
+    a cycle 100 observations back was "not observed", and the answer dated a cycle late."""
+    c = Timer()
+    cycles = c.cycles()
+    c.cycle(began=1.0, frame=0, seen=1.00001)
+    cycles.observe()
+    c.cycle(began=1.00134, frame=64, seen=1.0014)  # began after the send, before its read
+    cycles.observe()
+    for k in range(2, 200):
+        c.cycle(began=1.0 + k * 0.00134, frame=64 * k, seen=1.00001 + k * 0.00134)
+        cycles.observe()
+    assert cycles.began(64) == pytest.approx(1.00134)
+    assert cycles.carried(1.000132, 64) == pytest.approx(1.00134)
+    assert cycles.began(32) is None  # no cycle began there: not one of them
+    assert cycles.began(64 * 500) is None  # not yet
+
+
 def room_over(counter: Counter, patience: float = 0.5) -> jack.JackRoom:
     def wait(seconds: float) -> None:
         counter.t += seconds
