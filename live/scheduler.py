@@ -169,9 +169,14 @@ class Scheduler:
                         del self._pending[owned]
                     self._emit(note_off(key))
                     self.retriggered += 1
+                first = tag is not None and kind == "on" and tag not in self._first_sent
+                # Its own clock read, right before the send: ``t`` was read before this
+                # pump, and a thread preempted since would date the send too early (and a
+                # cycle that began meanwhile would look like the one that carried it).
+                sent_at = self._now() if first else t
                 self._emit(data)
-                if tag is not None and kind == "on" and tag not in self._first_sent:
-                    self._first_sent[tag] = t
+                if first:
+                    self._first_sent[tag] = sent_at
                     self._first_mark[tag] = None if self._mark is None else self._mark()
                     if len(self._first_sent) > KEPT_TAGS:
                         del self._first_sent[next(iter(self._first_sent))]

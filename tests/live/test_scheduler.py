@@ -379,6 +379,16 @@ def test_the_cycle_an_answers_first_note_went_out_in_is_kept_beside_its_send_tim
     assert sched.first_mark(3) is None
 
 
+def test_an_answers_first_note_is_dated_by_the_clock_at_its_send_not_at_the_pump() -> None:
+    """A pump is given the time read before it; a thread preempted between that read and
+    the send (a loaded machine) must not date the send, and the cycle it went out in, early."""
+    clock, _out, sched = make(mark=lambda: 7)
+    sched.schedule([ScheduledEvent(0.1, (0x90, 60, 90), tag=1)])
+    clock.t = 0.1025  # the thread resumed 2.5 ms after the pump's time was read
+    sched.pump(0.1)
+    assert sched.first_sent(1) == 0.1025
+
+
 def test_per_answer_bookkeeping_stays_bounded_over_many_answers() -> None:
     """A long session has tens of thousands of answers: what is kept per answer (first
     sends, their cycles, notes skipped as too late) covers the recent ones only."""
