@@ -12,10 +12,14 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from antiphon import __version__
 from antiphon.atomic import write_text
 from antiphon.errors import UserError
+
+if TYPE_CHECKING:
+    from antiphon.models.train import TrainConfig
 
 
 def _add_sampling(p: argparse.ArgumentParser) -> None:
@@ -93,16 +97,36 @@ def _write_json(path: str | None, data: dict) -> None:
 
 
 # -- commands ------------------------------------------------------------------------------
-def cmd_train(args: argparse.Namespace) -> int:
-    from antiphon.models.train import TrainConfig, train
+DEFAULT_STEPS, DEFAULT_BATCH = 1400, 8  # ``train``'s, where a family names none of its own
 
-    cfg = TrainConfig(
+
+def _first(*values: int | None) -> int:
+    return next(v for v in values if v is not None)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from antiphon.models.train import train
+
+    result = train(train_config(args), resume=args.resume, log=print)
+    if result:  # under torchrun only rank 0 reports
+        print(json.dumps(result, indent=2))
+    return 0
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """``train``'s arguments as a TrainConfig; the family's own steps and batch where none
+    were given."""
+    from antiphon.models.registry import family
+    from antiphon.models.train import TrainConfig
+
+    fam = family(args.arch)
+    return TrainConfig(
         arch=args.arch,
         data=args.data,
         out=args.out,
         tokenizer=args.tokenizer,
-        steps=args.steps,
-        batch_size=args.batch_size,
+        steps=_first(args.steps, fam.steps, DEFAULT_STEPS),
+        batch_size=_first(args.batch_size, fam.batch_size, DEFAULT_BATCH),
         block_size=args.block_size,
         lr=args.lr,
         min_lr=args.min_lr,
@@ -121,10 +145,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         precision=args.precision,
         model=_overrides(args.set),
     )
-    result = train(cfg, resume=args.resume, log=print)
-    if result:  # under torchrun only rank 0 reports
-        print(json.dumps(result, indent=2))
-    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -455,9 +475,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="runs/default", help="run folder (checkpoint: OUT/ckpt.pt)")
     p.add_argument("--tokenizer", default="midilike", choices=["midilike", "remi", "tsd"])
-    p.add_argument("--steps", type=int, default=1400)
+    own_steps = "".join(f"; {f.name} {f.steps:,}" for f in FAMILIES.values() if f.steps)
+    own_batch = "".join(f"; {f.name} {f.batch_size}" for f in FAMILIES.values() if f.batch_size)
     p.add_argument(
-        "--batch-size", type=int, default=8, help="global batch (split across torchrun's processes)"
+        "--steps",
+        type=int,
+        default=None,
+        help=f"optimizer steps (default {DEFAULT_STEPS:,}{own_steps})",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"global batch, split across torchrun's processes "
+        f"(default {DEFAULT_BATCH}{own_batch})",
     )
     p.add_argument(
         "--block-size", type=int, default=512, help="training window (tokens, frames or notes)"

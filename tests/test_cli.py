@@ -218,12 +218,26 @@ def test_train_defaults_on_the_command_line_are_the_library_defaults() -> None:
     shipped default's settings): the torchrun tests compare the two runs option by option."""
     from dataclasses import fields
 
-    from antiphon.cli import build_parser
+    from antiphon.cli import build_parser, train_config
     from antiphon.models.train import TrainConfig
 
-    args = vars(build_parser().parse_args(["train"]))
-    library = TrainConfig()
-    shared = [f.name for f in fields(TrainConfig) if f.name in args and f.name != "model"]
+    args = build_parser().parse_args(["train"])
+    cli, library = train_config(args), TrainConfig()
+    shared = [f.name for f in fields(TrainConfig) if f.name in vars(args) and f.name != "model"]
     assert {"velocity", "keyboard_weight", "transpose", "steps", "lr"} <= set(shared)
     for name in shared:
-        assert args[name] == getattr(library, name), name
+        assert getattr(cli, name) == getattr(library, name), name
+
+
+def test_a_family_trains_with_its_own_steps_and_batch_unless_told_otherwise() -> None:
+    from antiphon.cli import build_parser, train_config
+    from antiphon.models.registry import family
+
+    vae = family("musicvae")
+    assert vae.steps and vae.batch_size  # musicvae's latent needs more than 1,400 x 8
+    cfg = train_config(build_parser().parse_args(["train", "--arch", "musicvae"]))
+    assert (cfg.steps, cfg.batch_size) == (vae.steps, vae.batch_size)
+    told = build_parser().parse_args(["train", "--arch", "musicvae", "--steps", "50"])
+    assert (train_config(told).steps, train_config(told).batch_size) == (50, vae.batch_size)
+    gru = train_config(build_parser().parse_args(["train", "--arch", "pianoroll-gru"]))
+    assert (gru.steps, gru.batch_size) == (1400, 8)
