@@ -90,6 +90,10 @@ def _libjack() -> Any | None:
     return lib
 
 
+SINCE_BRACKET = 20e-6  # seconds: a read of the server's timer taken as instantaneous
+SINCE_READS = 4
+
+
 class _Reader:
     """One libjack client per server and process, opened only to read the server's state
     and never activated, so it never wakes with the server's cycles (and cannot slow
@@ -110,15 +114,27 @@ class _Reader:
         under way (else None): the server's record of when its driver began the cycle
         (``jack_frames_since_cycle_start``, from jack2's ``fCurrentCallback``). Not
         ``jack_frames_to_time``: that is the frame timer's DLL, a smoothed prediction that
-        puts a cycle the server ran 40 ms late (a loaded CI machine) 40 ms early."""
-        with JACK_LOCK:
-            if int(self.lib.jack_last_frame_time(self.client)) != frame:
-                return None
-            since = int(self.lib.jack_frames_since_cycle_start(self.client))
-            t = now()
-            if int(self.lib.jack_last_frame_time(self.client)) != frame:
-                return None  # a cycle began meanwhile: ``since`` may be the new one's
-        return t - since / self.rate if self.rate else None
+        puts a cycle the server ran 40 ms late (a loaded CI machine) 40 ms early.
+
+        ``since`` is read between two clock reads, and read again while they lie more than
+        ``SINCE_BRACKET`` apart: a thread preempted between reading it and the clock dated
+        the cycle that much late (0.15 ms, traced in a loaded run: the daemon then thought
+        the cycle began after a send it had in fact carried on to the next one)."""
+        if not self.rate:
+            return None
+        for _ in range(SINCE_READS):
+            with JACK_LOCK:
+                if int(self.lib.jack_last_frame_time(self.client)) != frame:
+                    return None
+                before = now()
+                since = int(self.lib.jack_frames_since_cycle_start(self.client))
+                after = now()
+                if int(self.lib.jack_last_frame_time(self.client)) != frame:
+                    return None  # a cycle began meanwhile: ``since`` may be the new one's
+            if after - before <= SINCE_BRACKET:
+                break
+        # Still wide after the retries: the middle, at most half the bracket either way.
+        return (before + after) / 2 - since / self.rate
 
     def round_trip(self) -> None:
         """One request to the server and its answer (asking for our own client's UUID)."""

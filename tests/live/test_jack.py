@@ -167,6 +167,42 @@ def test_a_send_is_dated_by_its_cycle_however_long_ago_it_was_observed() -> None
     assert cycles.began(64 * 500) is None  # not yet
 
 
+class PreemptedLib:
+    """libjack's three reads for ``_Reader.cycle_start``, over a fake clock: a cycle began
+    at 1.0 s, and the thread is preempted for ``stalls[i]`` seconds right after its i-th
+    read of the frames since the cycle began."""
+
+    RATE = 48_000
+
+    def __init__(self, now: float, stalls: list[float]) -> None:
+        self.t, self.stalls = now, stalls
+
+    def jack_get_sample_rate(self, client: object) -> int:
+        return self.RATE
+
+    def jack_last_frame_time(self, client: object) -> int:
+        return 4096
+
+    def jack_frames_since_cycle_start(self, client: object) -> int:
+        since = int((self.t - 1.0) * self.RATE)
+        self.t += self.stalls.pop(0) if self.stalls else 2e-6
+        return since
+
+
+def test_a_reader_preempted_while_reading_the_servers_timer_reads_it_again() -> None:
+    """Traced in a loaded run: read ``since``, preempted 0.15 ms, then the clock: the
+    daemon dated the cycle 0.15 ms late and put its first note a cycle early."""
+    lib = PreemptedLib(1.0003, [0.00015, 0.00015])
+    reader = jack._Reader(lib, client=1)
+    began = reader.cycle_start(4096, lambda: lib.t)
+    assert began is not None and abs(began - 1.0) <= 1 / lib.RATE + 2e-6
+    assert reader.cycle_start(4160, lambda: lib.t) is None  # not the cycle under way
+    # preempted at every read: the middle of the last bracket, half a stall off at most
+    always = PreemptedLib(1.0003, [0.00015] * jack.SINCE_READS)
+    began = jack._Reader(always, client=1).cycle_start(4096, lambda: always.t)
+    assert began is not None and abs(began - 1.0) <= 0.000075 + 1 / lib.RATE
+
+
 def room_over(counter: Counter, patience: float = 0.5) -> jack.JackRoom:
     def wait(seconds: float) -> None:
         counter.t += seconds
