@@ -12,14 +12,11 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from antiphon import __version__
 from antiphon.atomic import write_text
 from antiphon.errors import UserError
-
-if TYPE_CHECKING:
-    from antiphon.models.train import TrainConfig
 
 
 def _add_sampling(p: argparse.ArgumentParser) -> None:
@@ -113,9 +110,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def train_config(args: argparse.Namespace) -> TrainConfig:
-    """``train``'s arguments as a TrainConfig; the family's own steps and batch where none
-    were given."""
+def train_config(args: argparse.Namespace) -> Any:
+    """``train``'s arguments as a ``TrainConfig`` (imported here: the CLI loads no library at
+    start); the family's own steps and batch where none were given."""
     from antiphon.models.registry import family
     from antiphon.models.train import TrainConfig
 
