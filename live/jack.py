@@ -400,6 +400,17 @@ class JackCycles:
                 del self._frames[: self.KEEP], self._starts[: self.KEEP]
         return frame
 
+    def _index(self, frame: int) -> int | None:
+        """Where the cycle that began at ``frame`` is kept (None: not observed, or older
+        than every kept observation); the caller holds the lock. Recent ones first: a short
+        walk, stopped at the first older frame (the counter wraps)."""
+        for i in range(len(self._frames) - 1, -1, -1):
+            if self._frames[i] == frame:
+                return i
+            if (frame - self._frames[i]) % (1 << 32) < (1 << 31):  # older than it
+                return None
+        return None
+
     def began(self, frame: int) -> float | None:
         """When the cycle that began at ``frame`` began (None: not observed, or older than
         every kept observation). Walks back as far as it must: the daemon asks about its
@@ -408,27 +419,19 @@ class JackCycles:
         first note sent just before a cycle began was then "not observed", and the answer
         dated a cycle late.)"""
         with self._lock:
-            for i in range(len(self._frames) - 1, -1, -1):  # recent ones: a short walk
-                if self._frames[i] == frame:
-                    return self._starts[i]
-                if (frame - self._frames[i]) % (1 << 32) < (1 << 31):  # older than it
-                    return None
-        return None
+            i = self._index(frame)
+            return None if i is None else self._starts[i]
 
     def first_after(self, frame: int) -> float | None:
         """The start of the first cycle after the one that began at ``frame`` (None: not
         seen yet); one the reader slept through is placed as in ``start``."""
         with self._lock:
-            for i in range(len(self._frames) - 1, -1, -1):  # recent ones: a short walk
-                if self._frames[i] == frame:
-                    if i + 1 == len(self._starts):
-                        return None
-                    moved = (self._frames[i + 1] - frame) % (1 << 32)
-                    k = max(1, moved // self.frames_per_cycle)
-                    return self._starts[i] + (self._starts[i + 1] - self._starts[i]) / k
-                if (frame - self._frames[i]) % (1 << 32) < (1 << 31):  # older than it
-                    return None
-        return None
+            i = self._index(frame)
+            if i is None or i + 1 == len(self._starts):
+                return None
+            moved = (self._frames[i + 1] - frame) % (1 << 32)
+            k = max(1, moved // self.frames_per_cycle)
+            return self._starts[i] + (self._starts[i + 1] - self._starts[i]) / k
 
     def _around(self, t: float) -> tuple[float, float | None]:
         """The estimated starts of the cycle in progress at ``t`` and of the next one (None:
