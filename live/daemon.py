@@ -30,7 +30,7 @@ from antiphon.live.engine import open_voice
 from antiphon.live.events import Events
 from antiphon.live.heap import HeapTrim
 from antiphon.live.jack import server_realtime
-from antiphon.live.messages import is_channel_message, parse
+from antiphon.live.messages import ALL_NOTES_OFF, is_channel_message, parse
 from antiphon.live.performer import Control, Cue, Heard, Performer, ResponseStats, Swap
 from antiphon.live.policy import MODES, PHRASE_MODES, PhrasePolicy, PolicyConfig
 from antiphon.live.ports import MidiInput, MidiOutput, RtMidiInput, RtMidiOutput
@@ -55,7 +55,6 @@ DEFAULT_CC_MAP = {
 }
 SELF = OWN  # source tag of antiphon's own notes in the context
 MAX_GAP_BEATS = 8.0
-ALL_NOTES_OFF = (120, 123)  # All Sound Off, All Notes Off
 # An answer whose first note has not gone out this long after it was planned never will
 # (its notes were released or skipped): its line says why.
 FIRST_NOTE_WINDOW = 0.5
@@ -396,7 +395,12 @@ class Daemon:
             self.phrase.on_note_off(t, msg.channel, msg.a)
         else:  # the sustain pedal
             ticks = self.context.pedal(beat, msg.b, key)
-            self.phrase.on_pedal(t, msg.channel, msg.b >= 64)
+            if self.phrase.on_pedal(t, msg.channel, msg.b):
+                log.warning(
+                    "the pedal on channel %d went down again with no pedal-up between: "
+                    "taken as a new press (its pedal-up was lost?)",
+                    msg.channel + 1,
+                )
         self.performer.inbox.put(Heard(ticks, player=True))
         self.events.emit("player", t=t, data=data)
         if respond:

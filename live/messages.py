@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 NOTE_OFF, NOTE_ON, CONTROL = 0x80, 0x90, 0xB0
 CLOCK, START, CONTINUE, STOP = 0xF8, 0xFA, 0xFB, 0xFC
+ALL_NOTES_OFF = (120, 123)  # controllers: All Sound Off, All Notes Off
 REALTIME = {CLOCK: "clock", START: "start", CONTINUE: "continue", STOP: "stop"}
 
 

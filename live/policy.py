@@ -15,8 +15,9 @@ releases it, whatever strikes came before (as ``models.notes.NoteStream`` does).
 Keys that never come up: a key or pedal that stays down while nothing at all is played
 for ``hold_limit`` seconds (longer than any held note of a real phrase) is treated as
 released; ``expire`` hands those to the daemon, which releases them in the context and
-says so in its log. The answer lasts as long as the call, clamped to
-[min_response, max_response].
+says so in its log. A pedal pressed again with no pedal-up between (the same down value
+twice) is a new press: its pedal-up was lost, and the log says so. The answer lasts as
+long as the call, clamped to [min_response, max_response].
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class PhrasePolicy:
         self.last_release: float | None = None  # the latest release of a hold that counted
         self.last_input: float | None = None
         self.down: dict[Hold, float] = {}  # what the player holds -> when it went down
+        self.pedal_value: dict[int, int] = {}  # each channel's last sustain value
         self.played_over = -1e18  # the latest strike of a key already released
 
     # -- what the player does ---------------------------------------------------------------
@@ -70,13 +72,29 @@ class PhrasePolicy:
     def on_note_off(self, t: float, channel: int = 0, pitch: int = 60) -> None:
         self._up(("key", channel, pitch), t)
 
-    def on_pedal(self, t: float, channel: int, down: bool) -> None:
+    def on_pedal(self, t: float, channel: int, value: int) -> bool:
+        """The sustain pedal's controller value (64 and over: down). Returns whether this
+        was a press whose pedal-up was lost on the way, and one that matters: the same
+        down value again, after the old press had been played over. A switch pedal sends
+        only 0 and 127 and a continuous one sends a value only when it changes, so the same
+        value twice is a new press; taken as the old one, the phrase it opens would end at
+        its last key, ignoring the new pedal (seen in a soak: a pedal phrase 15 phrases
+        after a lost pedal-up answered while its chord still rang)."""
         self.last_input = t
         hold = ("pedal", channel)
-        if down:
-            self.down.setdefault(hold, t)
-        else:
+        last = self.pedal_value.get(channel)
+        self.pedal_value[channel] = value
+        if value < 64:
             self._up(hold, t)
+            return False
+        pressed = self.down.get(hold)
+        if pressed is None:
+            self.down[hold] = t
+            return False
+        if value != last:
+            return False  # a continuous pedal moving while down: the same press
+        self.down[hold] = t
+        return not self._counts(pressed)
 
     def on_all_notes_off(self, t: float, channel: int) -> None:
         """A DAW's All Notes Off: the channel's keys go up (its pedal stays)."""

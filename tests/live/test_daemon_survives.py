@@ -115,6 +115,37 @@ def test_a_lost_note_off_or_pedal_up_does_not_silence_the_next_phrase(live, lost
     no_traceback(daemon)
 
 
+def test_a_pedal_pressed_again_after_a_lost_pedal_up_holds_its_phrase(live) -> None:
+    """A pedal whose pedal-up was lost, played over, then a pedal phrase whose second chord
+    comes within the chord window of the new press: the answer waits for the pedal-up (the
+    new press is not taken for the old one, as in a soak's step 288)."""
+    daemon, player = live
+    for msg in LOST["pedal-up"]:
+        player.send(msg)
+        time.sleep(0.1)
+    assert answered(player)  # played over the lost pedal
+    time.sleep(2.5)  # the answer (--max-response 2) plays out
+    player.send([0xB0, 64, 127])
+    for p in (74, 78):
+        player.send([0x90, p, 70])
+    time.sleep(0.15)
+    for p in (74, 78):
+        player.send([0x80, p, 0])
+    time.sleep(0.07)  # the second chord 0.22 s after the pedal went down
+    player.send([0x90, 69, 70])
+    time.sleep(0.4)
+    t_keys = player.send([0x80, 69, 0])
+    time.sleep(SILENCE + 0.3)
+    t_pedal = player.send([0xB0, 64, 0])  # the phrase ends a silence after this
+    first = player.wait_for(
+        lambda r: r.t > t_keys and r.data[0] & 0xF0 == 0x90 and r.data[2] > 0, SILENCE + 4.0
+    )
+    assert first is not None, "the pedal phrase was not answered"
+    assert first.t > t_pedal, "answered while the new press of the pedal still held the chord"
+    assert any("went down again with no pedal-up" in line for line in daemon.stderr_lines)
+    no_traceback(daemon)
+
+
 def test_all_notes_off_releases_what_the_player_held(live) -> None:
     daemon, player = live
     for p in (48, 52, 55):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from antiphon.live.material import release_time
+from antiphon.live.messages import ALL_NOTES_OFF, parse
 from antiphon.live.policy import CHORD_WINDOW, PhrasePolicy, PolicyConfig
 
 
@@ -37,10 +38,10 @@ def test_playing_on_or_a_pedal_pressed_after_the_last_chord_keeps_the_phrase_ope
     p.on_note_off(1.0, 0, 60)
     p.on_note_on(1.2, 0, 62)  # within the silence: same phrase
     assert p.phrase_start == 0.0 and p.phrase_end() is None
-    p.on_pedal(1.9, 0, True)  # syncopated pedalling: down after the chord was struck
+    p.on_pedal(1.9, 0, 127)  # syncopated pedalling: down after the chord was struck
     p.on_note_off(2.0, 0, 62)
     assert p.phrase_end() is None
-    p.on_pedal(3.0, 0, False)
+    p.on_pedal(3.0, 0, 0)
     assert p.phrase_end() == 3.5
 
 
@@ -62,7 +63,7 @@ def test_what_was_played_over_no_longer_holds_the_phrase_open() -> None:
     once the player has played other notes over it, the phrase ends when they stop."""
     p = PhrasePolicy(PolicyConfig(silence=0.4))
     p.on_note_on(0.0, 0, 40)  # never released (its note-off lost on the way)
-    p.on_pedal(0.1, 1, True)  # never released either
+    p.on_pedal(0.1, 1, 127)  # never released either
     assert p.phrase_end() is None
     for k, pitch in enumerate((60, 62, 64)):
         p.on_note_on(1.0 + k * 0.3, 0, pitch)
@@ -70,8 +71,42 @@ def test_what_was_played_over_no_longer_holds_the_phrase_open() -> None:
     assert p.holding is False
     assert p.phrase_end() == pytest.approx(2.2)
     p.on_note_off(2.0, 0, 40)  # when the lost key finally comes up, it moves nothing
-    p.on_pedal(2.1, 1, False)
+    p.on_pedal(2.1, 1, 0)
     assert p.phrase_end() == pytest.approx(2.2)
+
+
+def test_a_pedal_pressed_again_after_its_pedal_up_was_lost_is_a_new_press() -> None:
+    """Soak step 288 (seed 11): a pedal that never came up, played over for 15 phrases;
+    then a pedal phrase whose second chord comes 0.22 s after its pedal went down. Taken
+    as the old press, the pedal no longer held the phrase and it ended at its last key."""
+    p = PhrasePolicy(PolicyConfig(silence=0.4))
+    p.on_pedal(0.0, 0, 127)  # its pedal-up lost on the way
+    p.on_note_on(0.05, 0, 50)
+    p.on_note_off(0.3, 0, 50)
+    for k in range(3):  # played over
+        p.on_note_on(1.0 + k, 0, 60)
+        p.on_note_off(1.5 + k, 0, 60)
+    assert p.phrase_end() == pytest.approx(3.9)
+    assert p.on_pedal(10.0, 0, 127) is True  # pressed again: the same value twice
+    p.on_note_on(10.0, 0, 74)
+    p.on_note_off(10.15, 0, 74)
+    p.on_note_on(10.22, 0, 69)
+    p.on_note_off(10.65, 0, 69)
+    assert p.phrase_end() is None  # the new press holds the chord
+    p.on_pedal(10.88, 0, 0)
+    assert p.phrase_end() == pytest.approx(11.28)
+
+
+def test_a_continuous_pedal_moving_while_down_is_one_press() -> None:
+    """Half-pedalling keyboards send every change of the pedal's depth: 90 then 110 while
+    held is the same press, and a pedal held through the phrase still ends it at its keys."""
+    p = PhrasePolicy(PolicyConfig(silence=0.4))
+    p.on_pedal(0.0, 0, 90)
+    for k in range(3):
+        p.on_note_on(0.5 + k, 0, 60 + k)
+        p.on_note_off(1.0 + k, 0, 60 + k)
+        assert p.on_pedal(1.1 + k, 0, 100 + k) is False
+    assert p.phrase_end() == pytest.approx(3.4)
 
 
 def test_a_stray_release_or_an_all_notes_off_does_what_it_should() -> None:
@@ -97,14 +132,19 @@ def test_keys_that_never_come_up_are_released_after_the_hold_limit() -> None:
 
 
 def _feed(p: PhrasePolicy, events: list) -> None:
-    for t, m in sorted(events, key=lambda e: e[0]):
-        kind, ch = m[0] & 0xF0, m[0] & 0x0F
-        if kind == 0x90 and m[2] > 0:
-            p.on_note_on(t, ch, m[1])
-        elif kind in (0x80, 0x90):
-            p.on_note_off(t, ch, m[1])
-        elif kind == 0xB0 and m[1] == 64:
-            p.on_pedal(t, ch, m[2] >= 64)
+    """What the daemon tells the policy of each message (live/daemon.py ``_handle_input``)."""
+    for t, data in sorted(events, key=lambda e: e[0]):
+        m = parse(data)
+        if m is None:
+            continue
+        if m.kind == "on":
+            p.on_note_on(t, m.channel, m.a)
+        elif m.kind == "off":
+            p.on_note_off(t, m.channel, m.a)
+        elif m.kind == "cc" and m.a in ALL_NOTES_OFF:
+            p.on_all_notes_off(t, m.channel)
+        elif m.kind == "cc" and m.a == 64:
+            p.on_pedal(t, m.channel, m.b)
 
 
 def test_the_benchmark_material_agrees_with_the_policy() -> None:
@@ -118,6 +158,24 @@ def test_the_benchmark_material_agrees_with_the_policy() -> None:
             step.phrase.kind
         )
     assert CHORD_WINDOW > 0.12  # the material's rolled chords span up to 0.12 s
+
+
+def test_the_benchmark_material_agrees_with_one_policy_across_its_steps() -> None:
+    """As the daemon hears it: one policy for the whole run, disturbances and all, so what
+    one step leaves behind (a lost pedal-up, a key never released, a flood) is there when
+    the next phrase is judged. Each phrase must still end where the material says."""
+    from antiphon.live.material import Material
+
+    p = PhrasePolicy(PolicyConfig(silence=0.0, hold_limit=1e9))
+    t = 0.0
+    for i, step in enumerate(Material(11, disturb=0.5).steps(600)):
+        if step.before is not None:
+            _feed(p, [(t + at, m) for at, m in step.before.events])
+            t += max(at for at, _ in step.before.events) + 0.3
+        _feed(p, [(t + at, m) for at, m in step.phrase.events])
+        end = p.phrase_end()
+        assert end == pytest.approx(t + step.phrase.release), (i, step.phrase.kind)
+        t += max(at for at, _ in step.phrase.events) + 1.0
 
 
 @pytest.mark.parametrize("period", [64 / 48000, 256 / 48000, 1024 / 48000])
