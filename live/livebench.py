@@ -239,7 +239,7 @@ class Tap:
 
         self.note_ons = 0
         self._lock = threading.Lock()
-        self._heard: collections.deque[tuple[float, list[int]]] = collections.deque(
+        self._heard: collections.deque[tuple[float, list[int], float | None]] = collections.deque(
             maxlen=self.KEEP
         )
         self.inp = RtMidiInput(
@@ -256,16 +256,21 @@ class Tap:
     def _on(self, data: list[int], t: float) -> None:
         if len(data) == 3 and data[0] & 0xF0 == 0x90 and data[2] > 0:
             self.note_ons += 1
+        # the reader's earliest bound for this message, read on its thread during the call
+        inp = self.__dict__.get("inp")
         with self._lock:
-            self._heard.append((t, data))
+            self._heard.append((t, data, None if inp is None else inp.earliest))
 
-    def arrival(self, data: Sequence[int], sent: float, within: float = 0.5) -> float | None:
-        """When ``data``, sent at ``sent`` (perf_counter), reached the port (``first_arrival``);
-        waits up to ``within`` seconds for it; None if it never came."""
+    def arrival(
+        self, data: Sequence[int], sent: float, lower: float | None = None, within: float = 0.5
+    ) -> float | None:
+        """When ``data``, sent at ``sent`` (perf_counter) and reaching the port no earlier than
+        ``lower``, reached it (``first_arrival``); waits up to ``within`` seconds for it;
+        None if it never came."""
         deadline = time.perf_counter() + within
         while True:
             with self._lock:
-                found = first_arrival(self._heard, data, sent)
+                found = first_arrival(self._heard, data, sent, lower)
             if found is not None or time.perf_counter() >= deadline:
                 return found
             time.sleep(0.001)
@@ -276,19 +281,30 @@ class Tap:
 
 
 def first_arrival(
-    heard: Sequence[tuple[float, list[int]]], data: Sequence[int], sent: float
+    heard: Sequence[tuple], data: Sequence[int], sent: float, lower: float | None = None
 ) -> float | None:
-    """The date of the first message ``data`` in ``heard`` (dated arrivals, in order) that
+    """The date of the first message ``data`` in ``heard`` (arrivals in order: the date, the
+    message and, where known, the earliest cycle start the reader can place it in) that
     came of a send at ``sent``: dated no earlier than a millisecond before it. A cycle start
     read through the server's timer may lie microseconds either side of the send that made
-    it; the same message sent before came a note or more earlier."""
+    it; the same message sent before came a note or more earlier.
+
+    ``lower``: the first cycle the send could reach (``Player.delivered``). A reader held up
+    past the next cycle's start before it polled dates a message by the cycle it saw it in
+    (seen: a release dated a period late, so an answer heard "before" its phrase end); its
+    earliest bound then lies before that date, and the message came in the first cycle both
+    bounds allow (the player's client runs every cycle of a realtime server)."""
     want, found = list(data), None
-    for t, got in reversed(heard):  # back to the send: the earliest match
+    for t, got, *rest in reversed(heard):  # back to the send: the earliest match
         if t < sent - 0.001:
             break
         if got == want:
             found = t
-    return found
+            earliest = rest[0] if rest else None
+    if found is None or lower is None or earliest is None:
+        return found
+    bound = max(earliest, lower)
+    return bound if bound < found else found
 
 
 def run_live_bench(
@@ -463,7 +479,7 @@ def _play_step(
     # heard it reach the daemon's port (the start of the cycle that carried it) and the
     # answer when its first note reached the ear. From the send call it reads up to a
     # period more: the time the release waited on this side for the next cycle.
-    reached = tap.arrival(ph.events[k][1], release)
+    reached = tap.arrival(ph.events[k][1], release, player.delivered(release))
     if reached is None:
         bench.log_warnings.append(
             f"the tap did not hear the release of phrase {len(bench.results)}"

@@ -475,6 +475,9 @@ class RtMidiInput(MidiInput):
         self.poll, self.idle_poll, self.idle_after = poll, idle_poll, idle_after
         self._busy = busy
         self.overflows = 0
+        # During an ``on_message`` call on the reader's thread: the earliest cycle start the
+        # message can have come in (``_cycle_of``), None where unbounded or not on JACK.
+        self.earliest: float | None = None
         self._stop = threading.Event()
         self._read_lock = threading.RLock()  # the reader, a reconnect and a close never overlap
         self._port = _RtPort(
@@ -533,8 +536,9 @@ class RtMidiInput(MidiInput):
                     # deltas alone drift: 0.4 % here, 0.4 s after a few minutes.)
                     t = polled if last is None else min(polled, max(empty, last + delta))
                     last = t
+                    self.earliest = None
                     if cycles is not None:
-                        t = self._cycle_of(cycles, t, frame, empty_frame)
+                        t, self.earliest = self._cycle_of(cycles, t, frame, empty_frame)
                     drained += 1
                     for part in split_stream(data):
                         if part != KEEPALIVE:
@@ -563,25 +567,34 @@ class RtMidiInput(MidiInput):
             self._stop.wait(self.poll if fast else self.idle_poll)
 
     @staticmethod
-    def _cycle_of(cycles: JackCycles, t: float, frame: int, empty_frame: int) -> float:
+    def _cycle_of(
+        cycles: JackCycles, t: float, frame: int, empty_frame: int
+    ) -> tuple[float, float | None]:
         """The start of the cycle that brought a message estimated to have arrived at ``t``,
         found under way (``frame``, read once the message was there) and not there at the
         last empty poll (in ``empty_frame``). So it came no later than ``frame``'s cycle (a
         reader that woke late dates it by its poll; a cycle dated by the server's timer is
         earlier than the poll that saw it), and in a cycle that began after that poll (a
         client runs right after its cycle begins) — or, where the counter has not moved
-        since, in the cycle then under way, whatever the backend's deltas say."""
+        since, in the cycle then under way, whatever the backend's deltas say.
+
+        Returned with the earliest cycle start it can have come in by what this reader saw
+        (None: unbounded): a reader that slept through cycles only knows the message came
+        after its last empty poll, and one who knows when the message was sent can narrow
+        that (the bench's tap: ``Tap.arrival``)."""
         began = cycles.began(frame)
+        after = None
         if frame == empty_frame:
             if began is not None:
-                return began
+                return began, began
         else:
             after = cycles.first_after(empty_frame)
             if after is not None:
                 t = max(t, after)
         if began is not None:
             t = min(t, began)
-        return cycles.start(t)
+        t = cycles.start(t)
+        return t, None if after is None else min(after, t)
 
     def _open_keeper(self, client: str) -> Any:
         """JACK only: a client of ours that sends a complete sysex to our own input every

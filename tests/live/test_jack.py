@@ -118,14 +118,30 @@ def test_a_message_is_dated_by_the_cycle_that_brought_it() -> None:
     cycles.observe()
     # Not there at the empty poll in cycle 0, found in cycle 64: it came with cycle 64,
     # even where the backend's delta (from a message long before) puts it earlier.
-    assert RtMidiInput._cycle_of(cycles, 1.0004, 64, 0) == 1.0012
+    # (The earliest it can have come in: that same cycle, the first after the empty poll.)
+    assert RtMidiInput._cycle_of(cycles, 1.0004, 64, 0) == (1.0012, 1.0012)
     # The counter had not moved since the empty poll: the cycle then under way, even where
     # the deltas from a message long before put it a cycle earlier.
-    assert RtMidiInput._cycle_of(cycles, 1.0014, 64, 64) == 1.0012
-    assert RtMidiInput._cycle_of(cycles, 1.0008, 64, 64) == 1.0012
+    assert RtMidiInput._cycle_of(cycles, 1.0014, 64, 64) == (1.0012, 1.0012)
+    assert RtMidiInput._cycle_of(cycles, 1.0008, 64, 64) == (1.0012, 1.0012)
     # A reader that woke 3 ms into cycle 64 (a starved one) dates the message by its poll;
     # it came no later than cycle 64, not in cycles the nominal period would put after it.
-    assert RtMidiInput._cycle_of(cycles, 1.0042, 64, 0) == 1.0012
+    assert RtMidiInput._cycle_of(cycles, 1.0042, 64, 0) == (1.0012, 1.0012)
+
+
+def test_a_reader_that_slept_through_cycles_says_how_early_a_message_can_have_come() -> None:
+    """Empty at a poll in cycle 0, found in cycle 128: it came in cycle 64 or 128. The
+    backend's delta (from a message long before) picks one; the bound keeps the other."""
+    c = Counter()
+    cycles = cycles_over(c)
+    c.at(1.0, 0)
+    cycles.observe()
+    c.at(1.0026, 128)
+    cycles.observe()
+    t, earliest = RtMidiInput._cycle_of(cycles, 1.0030, 128, 0)
+    assert t == pytest.approx(1.0026) and earliest == pytest.approx(1.0013)
+    t, earliest = RtMidiInput._cycle_of(cycles, 1.0014, 128, 0)
+    assert t == pytest.approx(1.0013) and earliest == pytest.approx(1.0013)
 
 
 def test_a_send_is_heard_at_the_first_cycle_after_it_even_if_read_late() -> None:

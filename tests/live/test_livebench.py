@@ -28,3 +28,18 @@ def test_a_cycle_start_dated_microseconds_before_the_send_still_counts() -> None
 def test_two_such_messages_after_the_send_give_the_first() -> None:
     heard = [(1.2013, OFF), (1.2026, OFF)]
     assert first_arrival(heard, list(OFF), sent=1.2005) == 1.2013
+
+
+def test_a_reader_held_up_past_a_cycle_start_is_narrowed_by_the_send() -> None:
+    """The tap's reader slept from cycle 1.2000 to 1.2026: the release came in 1.2013 or
+    1.2026 by what it saw, and it dated it 1.2026 (the cycle it saw it in). The player sent
+    it at 1.2005, so the first cycle it could reach was 1.2013: that one carried it."""
+    heard = [(1.0, [0x90, 60, 80], 1.0), (1.2026, OFF, 1.2013)]
+    assert first_arrival(heard, OFF, sent=1.2005) == 1.2026  # no send bound: as dated
+    assert first_arrival(heard, OFF, sent=1.2005, lower=1.2013) == 1.2013
+    # a reader that knows the exact cycle keeps it, whatever the send would allow
+    exact = [(1.2026, OFF, 1.2026)]
+    assert first_arrival(exact, OFF, sent=1.2005, lower=1.2013) == 1.2026
+    # a send bound later than the date is not taken (the send came after a cycle began but
+    # before the player's client ran in it, and so rode that cycle)
+    assert first_arrival([(1.2013, OFF, 1.2000)], OFF, sent=1.2012, lower=1.2026) == 1.2013
