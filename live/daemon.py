@@ -40,6 +40,7 @@ from antiphon.live.scheduler import Scheduler
 from antiphon.live.session import ModelFile
 from antiphon.live.shaping import Shaping
 from antiphon.live.statsfile import StatsFile
+from antiphon.live.threadnames import name_this_python_thread
 from antiphon.live.timeline import Timeline
 from antiphon.sound.synth import LiveSynth, SynthOptions, player_channel_for
 
@@ -325,6 +326,7 @@ class Daemon:
         self.queue.put((SELF, data, self.now()))
 
     def _input_loop(self) -> None:
+        name_this_python_thread()
         while True:
             item = self.queue.get()
             if item is None:

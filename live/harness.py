@@ -153,6 +153,21 @@ class DaemonProcess:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def thread_cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds so far by kernel thread name (``live.threadnames``: "jack-in",
+        "midi-in", "scheduler"...; several threads of one name are summed)."""
+        out: dict[str, float] = {}
+        task = Path(f"/proc/{self.proc.pid}/task")
+        for tid in task.iterdir():
+            try:
+                name = (tid / "comm").read_text().strip()
+                fields = (tid / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # a thread that ended meanwhile
+                continue
+            ticks = int(fields[11]) + int(fields[12])
+            out[name] = out.get(name, 0.0) + ticks / os.sysconf("SC_CLK_TCK")
+        return out
+
     def signal(self, signum: int) -> float:
         t = time.perf_counter()
         self.proc.send_signal(signum)

@@ -88,6 +88,8 @@ class LiveBench:
     # allocator's high-water mark (the first flood's buffers) steps once and stays.
     heap_by_minute: list[float] = field(default_factory=list)
     idle_cpu_pct: float = 0.0
+    # ... by thread (``live.threadnames``): JACK's per-cycle wake-ups against the daemon's own
+    idle_cpu_by_thread: dict[str, float] = field(default_factory=dict)
     exit_s: float = 0.0
     exit_code: int | None = None
     hanging: int = 0
@@ -159,6 +161,7 @@ class LiveBench:
             "heap_mb": self.heap_mb,
             "heap_second_half_mb": _second_half_growth(self.heap_by_minute),
             "idle_cpu_pct": self.idle_cpu_pct,
+            "idle_cpu_by_thread": self.idle_cpu_by_thread,
             "sigint_exit_s": self.exit_s,
             "exit_code": self.exit_code,
             "hanging_notes": self.hanging,
@@ -369,11 +372,19 @@ def run_live_bench(
             bench.heap_mb = daemon.heap_mb()
             if idle:
                 cpu0, t0 = daemon.cpu_seconds(), time.perf_counter()
+                threads0 = daemon.thread_cpu_seconds()
                 # /proc counts CPU time in 10 ms ticks: 1 % of 5 s is 5 ticks, so a short
                 # window swings by a fifth; 15 s halves the noise of the estimate.
                 time.sleep(IDLE_WINDOW)
                 cpu = daemon.cpu_seconds() - cpu0
-                bench.idle_cpu_pct = 100 * cpu / (time.perf_counter() - t0)
+                threads = daemon.thread_cpu_seconds()
+                took = time.perf_counter() - t0
+                bench.idle_cpu_pct = 100 * cpu / took
+                bench.idle_cpu_by_thread = {
+                    name: round(100 * (s - threads0.get(name, 0.0)) / took, 2)
+                    for name, s in sorted(threads.items(), key=lambda kv: -kv[1])
+                    if s > threads0.get(name, 0.0)
+                }
             t_sig = daemon.signal(signal.SIGINT)
             bench.exit_code = daemon.wait(10)
             bench.exit_s = time.perf_counter() - t_sig
@@ -573,6 +584,8 @@ def format_live(b: LiveBench) -> str:
             f"(minutes sampled: {len(b.heap_by_minute)}; a leak keeps climbing)",
         ),
         row("idle CPU", s["idle_cpu_pct"], "%", "target <= 2 %"),
+        "  by thread: "
+        + (", ".join(f"{k} {v:.2f} %" for k, v in s["idle_cpu_by_thread"].items()) or "-"),
         row(
             "SIGINT to exit",
             s["sigint_exit_s"],

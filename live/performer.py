@@ -38,6 +38,7 @@ from antiphon.live.shaping import (
     notes_to_events,
     shape,
 )
+from antiphon.live.threadnames import name_this_python_thread
 from antiphon.live.timeline import Timeline
 from antiphon.models.midi.codec import Decoded
 from antiphon.models.midi.notes import TickEvents
@@ -291,6 +292,7 @@ class Performer:
 
     # -- the thread ----------------------------------------------------------------------------
     def _run(self) -> None:
+        name_this_python_thread()
         try:
             while not self.stop_event.is_set():
                 item = self.inbox.get()

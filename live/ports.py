@@ -34,6 +34,7 @@ from antiphon.live.jack import (
     quiet_stderr,
 )
 from antiphon.live.jack import settle as jack_settle
+from antiphon.live.threadnames import name_this_python_thread, named
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +285,8 @@ class _RtPort:
         cls = rtmidi.MidiIn if kind == "in" else rtmidi.MidiOut
         extra = {"queue_size_limit": queue_size} if kind == "in" and queue_size else {}
         self.peer: str | None = None
-        with self._guard():
+        # JACK: the client's process thread, started by the open, is named for its role
+        with self._guard(), named(f"jack-{kind}"):
             try:
                 self.midi = cls(_api(self.backend), name=rt_client, **extra)
             except rtmidi.RtMidiError as e:
@@ -507,6 +509,7 @@ class RtMidiInput(MidiInput):
         midi.ignore_types(sysex=False, timing=False, active_sense=True)
 
     def _read(self) -> None:
+        name_this_python_thread()
         last: float | None = None  # estimated arrival of the previous message
         quiet_since = probed = empty = self._now()
         cycles = self.cycles
@@ -607,7 +610,7 @@ class RtMidiInput(MidiInput):
         keeper = None
         for attempt in range(2):
             try:
-                with JACK_LOCK:
+                with JACK_LOCK, named("jack-keepalive"):
                     keeper = rtmidi.MidiOut(_api("jack"), name=f"{client}-keepalive")
                     names = keeper.get_ports()
                     keeper.open_port(names.index(self._port.name), "out")

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from antiphon.live.ports import check_message
+from antiphon.live.threadnames import name_this_python_thread
 
 if TYPE_CHECKING:
     from antiphon.live.ports import MidiOutput
@@ -345,6 +346,7 @@ class Scheduler:
             thread.join()
 
     def _run(self) -> None:
+        name_this_python_thread()
         if self.realtime_priority is not None:
             _make_realtime(self.realtime_priority)
         try:
