@@ -380,10 +380,11 @@ def run_live_bench(
                 threads = daemon.thread_cpu_seconds()
                 took = time.perf_counter() - t0
                 bench.idle_cpu_pct = 100 * cpu / took
+                used = {name: s - threads0.get(name, 0.0) for name, s in threads.items()}
                 bench.idle_cpu_by_thread = {
-                    name: round(100 * (s - threads0.get(name, 0.0)) / took, 2)
-                    for name, s in sorted(threads.items(), key=lambda kv: -kv[1])
-                    if s > threads0.get(name, 0.0)
+                    name: round(100 * s / took, 2)
+                    for name, s in sorted(used.items(), key=lambda kv: -kv[1])
+                    if s > 0
                 }
             t_sig = daemon.signal(signal.SIGINT)
             bench.exit_code = daemon.wait(10)
