@@ -25,6 +25,16 @@ def cycles_over(counter: Counter, period: float = 0.001) -> jack.JackCycles:
     return jack.JackCycles(lambda: counter.t, period, 64, lambda: counter.frame)
 
 
+def seen_at(*sightings: tuple[float, int]) -> jack.JackCycles:
+    """Cycles observed at these (time, frame) sightings, in order."""
+    c = Counter()
+    cycles = cycles_over(c)
+    for t, frame in sightings:
+        c.at(t, frame)
+        cycles.observe()
+    return cycles
+
+
 def test_cycles_are_dated_when_seen_not_by_the_nominal_period() -> None:
     c = Counter()
     cycles = cycles_over(c)
@@ -110,12 +120,7 @@ def test_cycles_survive_the_frame_counter_wrapping() -> None:
 
 
 def test_a_message_is_dated_by_the_cycle_that_brought_it() -> None:
-    c = Counter()
-    cycles = cycles_over(c)
-    c.at(1.0, 0)
-    cycles.observe()
-    c.at(1.0012, 64)
-    cycles.observe()
+    cycles = seen_at((1.0, 0), (1.0012, 64))
     # Not there at the empty poll in cycle 0, found in cycle 64: it came with cycle 64,
     # even where the backend's delta (from a message long before) puts it earlier.
     # (The earliest it can have come in: that same cycle, the first after the empty poll.)
@@ -132,12 +137,7 @@ def test_a_message_is_dated_by_the_cycle_that_brought_it() -> None:
 def test_a_reader_that_slept_through_cycles_says_how_early_a_message_can_have_come() -> None:
     """Empty at a poll in cycle 0, found in cycle 128: it came in cycle 64 or 128. The
     backend's delta (from a message long before) picks one; the bound keeps the other."""
-    c = Counter()
-    cycles = cycles_over(c)
-    c.at(1.0, 0)
-    cycles.observe()
-    c.at(1.0026, 128)
-    cycles.observe()
+    cycles = seen_at((1.0, 0), (1.0026, 128))
     t, earliest = RtMidiInput._cycle_of(cycles, 1.0030, 128, 0)
     assert t == pytest.approx(1.0026) and earliest == pytest.approx(1.0013)
     t, earliest = RtMidiInput._cycle_of(cycles, 1.0014, 128, 0)
