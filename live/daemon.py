@@ -694,7 +694,8 @@ class Daemon:
             # Both on JACK's timeline, as a listener on the port hears them: the phrase end
             # from the start of the cycle that brought the last release, the answer from
             # the start of the cycle after the one its first note was sent in.
-            heard = self.input.heard_after(sent, self.scheduler.first_mark(s.answer))
+            before, after = self.scheduler.first_mark(s.answer)
+            heard = self.input.heard_after(sent, after, before)
         return {
             "phrase_end": s.phrase_end,
             "first_note_planned": s.first_note_time,

@@ -417,9 +417,9 @@ class MidiInput:
         runs): a JACK server that was killed or hangs runs none."""
         return 0.0
 
-    def heard_after(self, t: float, cycle: int | None = None) -> float:
-        """When what is sent at ``t`` (in ``cycle``) reaches the other side (no transport
-        delay here)."""
+    def heard_after(self, t: float, cycle: int | None = None, before: int | None = None) -> float:
+        """When what is sent at ``t`` (in ``cycle``; ``before``: the cycle read just before
+        the send) reaches the other side (no transport delay here)."""
         return t
 
     def close(self) -> None:
@@ -634,12 +634,13 @@ class RtMidiInput(MidiInput):
         seen = self.cycles.last_seen()
         return 0.0 if seen is None else max(0.0, self._now() - seen)
 
-    def heard_after(self, t: float, cycle: int | None = None) -> float:
+    def heard_after(self, t: float, cycle: int | None = None, before: int | None = None) -> float:
         """When a message sent at ``t`` reaches the ports connected to ours: the start of
         the JACK cycle that carries it (``JackCycles.carried``). Give the ``cycle_now()``
-        read right after sending: from ``t`` alone, a send just after a cycle began but
-        before this reader saw it (up to a poll) would be dated a cycle early."""
-        return t if self.cycles is None else self.cycles.carried(t, cycle)
+        read right after sending (and the one right before, ``before``): from ``t`` alone,
+        a send just after a cycle began but before this reader saw it (up to a poll) would
+        be dated a cycle early."""
+        return t if self.cycles is None else self.cycles.carried(t, cycle, before)
 
     @property
     def peer(self) -> str | None:

@@ -93,8 +93,9 @@ class Scheduler:
         ``poll`` seconds instead, so new material is still seen within ``poll``.
         ``realtime_priority``: the runner thread asks for SCHED_FIFO at that priority (Linux,
         where the user may: JACK's own threads run so, and can starve an ordinary thread).
-        ``mark``: read right after an answer's first note-on went out (the JACK cycle it
-        went out in: see ``MidiInput.cycle_now``), kept beside its send time."""
+        ``mark``: read right before and right after an answer's first note-on goes out
+        (the JACK cycle it went out in: see ``MidiInput.cycle_now``), kept beside its send
+        time."""
         if not 0 <= channel <= 15:
             raise ValueError(f"MIDI channel must be 0..15, got {channel}")
         self.out = out
@@ -106,7 +107,7 @@ class Scheduler:
         self.poll = poll
         self.realtime_priority = realtime_priority
         self._mark = mark
-        self._first_mark: dict[int, int | None] = {}
+        self._first_mark: dict[int, tuple[int | None, int | None]] = {}
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._stop = threading.Event()
@@ -174,11 +175,13 @@ class Scheduler:
                 # Its own clock read, right before the send: ``t`` was read before this
                 # pump, and a thread preempted since would date the send too early (and a
                 # cycle that began meanwhile would look like the one that carried it).
+                before = self._mark() if first and self._mark is not None else None
                 sent_at = self._now() if first else t
                 self._emit(data)
                 if first:
                     self._first_sent[tag] = sent_at
-                    self._first_mark[tag] = None if self._mark is None else self._mark()
+                    after = None if self._mark is None else self._mark()
+                    self._first_mark[tag] = (before, after)
                     if len(self._first_sent) > KEPT_TAGS:
                         del self._first_sent[next(iter(self._first_sent))]
                         del self._first_mark[next(iter(self._first_mark))]
@@ -255,10 +258,11 @@ class Scheduler:
         with self._lock:
             return self._first_sent.get(tag)
 
-    def first_mark(self, tag: int) -> int | None:
-        """``mark()`` as read when answer ``tag``'s first note-on went out."""
+    def first_mark(self, tag: int) -> tuple[int | None, int | None]:
+        """``mark()`` as read right before and right after answer ``tag``'s first note-on
+        went out ((None, None): not sent, or no marks)."""
         with self._lock:
-            return self._first_mark.get(tag)
+            return self._first_mark.get(tag, (None, None))
 
     def skipped_of(self, tag: int) -> int:
         with self._lock:

@@ -165,6 +165,24 @@ def test_a_send_is_heard_at_the_first_cycle_after_it_even_if_read_late() -> None
     assert cycles.carried(1.00005, 0) == pytest.approx(1.00022)
 
 
+def test_a_cycle_under_way_before_the_send_did_not_carry_it_whatever_its_estimate() -> None:
+    """Seen twice in a loaded run: a first note sent 0.03 ms before its cycle's estimated
+    start, heard a cycle later by the listener. The counter read before the send already
+    showed that cycle: it had begun, and its estimate was late."""
+    c = Timer()
+    cycles = c.cycles()
+    c.cycle(began=1.0, frame=0, seen=1.00001)
+    cycles.observe()
+    c.cycle(began=1.00137, frame=64, seen=1.0014)  # truly at 1.00129: estimated 80 us late
+    cycles.observe()
+    c.cycle(began=1.0027, frame=128, seen=1.00271)
+    cycles.observe()
+    assert cycles.carried(1.00134, 64) == pytest.approx(1.00137)  # the estimate alone
+    assert cycles.carried(1.00134, 64, before=64) == pytest.approx(1.0027)
+    # a cycle that began between the two reads: its estimate decides, as before
+    assert cycles.carried(1.00134, 64, before=0) == pytest.approx(1.00137)
+
+
 def test_a_send_is_dated_by_its_cycle_however_long_ago_it_was_observed() -> None:
     """The --stats row is written an answer after the first note: seen in a loaded run,
     a cycle 100 observations back was "not observed", and the answer dated a cycle late."""

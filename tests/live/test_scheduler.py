@@ -364,8 +364,16 @@ def test_realtime_runner_plays_from_a_fifo_thread_where_allowed() -> None:
 
 
 def test_the_cycle_an_answers_first_note_went_out_in_is_kept_beside_its_send_time() -> None:
+    """Read right before and right after the first note-on's send: the same cycle in both
+    says no cycle began between them, whatever the estimate of its start says."""
     cycle = iter(range(100, 10_000, 64))
-    clock, _out, sched = make(mark=lambda: next(cycle))
+    sent_when_read: list[int] = []
+
+    def mark() -> int:
+        sent_when_read.append(len(out.messages()))
+        return next(cycle)
+
+    clock, out, sched = make(mark=mark)
     sched.schedule(
         [ScheduledEvent(0.1, (0x90, 60, 90), tag=1), ScheduledEvent(0.2, (0x80, 60, 0), tag=1)]
     )
@@ -373,10 +381,11 @@ def test_the_cycle_an_answers_first_note_went_out_in_is_kept_beside_its_send_tim
         [ScheduledEvent(0.3, (0x90, 62, 90), tag=2), ScheduledEvent(0.35, (0x90, 64, 90), tag=2)]
     )
     run_to_end(clock, sched)
-    # read once per answer, when its first note-on went out: never for note-offs or later notes
-    assert (sched.first_sent(1), sched.first_mark(1)) == (0.1, 100)
-    assert (sched.first_sent(2), sched.first_mark(2)) == (0.3, 164)
-    assert sched.first_mark(3) is None
+    # read twice per answer, around its first note-on: never for note-offs or later notes
+    assert (sched.first_sent(1), sched.first_mark(1)) == (0.1, (100, 164))
+    assert (sched.first_sent(2), sched.first_mark(2)) == (0.3, (228, 292))
+    assert sent_when_read == [0, 1, 2, 3]  # before the send, after it; twice
+    assert sched.first_mark(3) == (None, None)
 
 
 def test_an_answers_first_note_is_dated_by_the_clock_at_its_send_not_at_the_pump() -> None:
