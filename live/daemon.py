@@ -25,6 +25,7 @@ from typing import Any
 from antiphon.errors import UserError
 from antiphon.live import controls
 from antiphon.live.clock import MidiClockFollower, parse_quantize
+from antiphon.live.collector import CollectorPauses
 from antiphon.live.context import OWN, StreamingContext
 from antiphon.live.engine import open_voice
 from antiphon.live.events import Events
@@ -183,6 +184,7 @@ class Daemon:
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.malformed = 0
         self.heap = HeapTrim()  # freed heap back to the system after a flood
+        self.collector = CollectorPauses()
         self._stats_pending: list[ResponseStats] = []
         self._stats_lock = threading.Lock()
         self._lost: set[str] = set()
@@ -262,6 +264,8 @@ class Daemon:
     def start(self) -> None:
         # Threads hand the GIL over every 5 ms by default; the scheduler must wake sooner.
         sys.setswitchinterval(0.0005)
+        # Last, once everything the session keeps is loaded: see antiphon.live.collector.
+        self.collector.install()
         self.scheduler.start()
         self.performer.start()
         self.input_thread.start()
@@ -307,6 +311,14 @@ class Daemon:
         if self.synth is not None:
             self.synth.close()  # every note released, and its release heard
         self._flush_stats(final=True)
+        self.collector.uninstall()
+        if self.scheduler.late:
+            log.warning(
+                "%d events went out more than %.0f ms late this session (the worst %.1f ms late)",
+                self.scheduler.late,
+                self.scheduler.late_tolerance * 1e3,
+                self.scheduler.max_lateness * 1e3,
+            )
         if self.recorder is not None and self.config.record:
             self.recorder.stop_saving()
             self.recorder.write(self.config.record, self.now())
@@ -629,7 +641,6 @@ class Daemon:
             self.queue.put(("keepalive", [], now))
 
     def _on_response(self, stats: ResponseStats) -> None:  # engine thread
-        stats.extra["late_before"] = stats.extra.get("late_before", 0)
         with self._stats_lock:
             self._stats_pending.append(stats)
         if self.recorder is not None:
@@ -696,6 +707,8 @@ class Daemon:
             # the start of the cycle after the one its first note was sent in.
             before, after = self.scheduler.first_mark(s.answer)
             heard = self.input.heard_after(sent, after, before)
+        late_events, worst_late = self.scheduler.take_late()
+        gc_pauses, gc_longest = self.collector.take()
         return {
             "phrase_end": s.phrase_end,
             "first_note_planned": s.first_note_time,
@@ -708,7 +721,12 @@ class Daemon:
             "tokens": s.tokens,
             "notes": s.notes,
             "generation_ms": s.generation_seconds * 1e3,
-            "late_events": self.scheduler.late - s.extra.get("late_before", 0),
+            # Since the previous row, so each is counted once; a collector pause as long
+            # beside them says the GIL, not the machine, held the notes up.
+            "late_events": late_events,
+            "worst_late_ms": worst_late * 1e3,
+            "gc_pauses": gc_pauses,
+            "gc_pause_ms": gc_longest * 1e3,
             "skipped_notes": self.scheduler.skipped_of(s.answer),
             "cut": s.cut,
             "mode": s.extra.get("mode"),

@@ -21,6 +21,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -66,6 +67,10 @@ class PhraseResult:
     daemon_end: float | None = None  # the daemon's phrase end and first send (--stats)
     daemon_sent: float | None = None
 
+    @property
+    def label(self) -> str:
+        return self.kind + (f" after {self.before}" if self.before else "")
+
 
 @dataclass
 class LiveBench:
@@ -97,6 +102,11 @@ class LiveBench:
     recorded_note_ons: int | None = None  # ... and those its --record file holds
     input_drops: int = 0  # what the daemon reported dropped at its input
     daemon_late_events: int = 0
+    daemon_worst_late_ms: float = 0.0  # how late the worst of those went out
+    # (phrase index, late events) for each --stats row with any: what was played there
+    late_rows: list[tuple[int, int]] = field(default_factory=list)
+    gc_pauses: int = 0  # full collections of Python's collector in the daemon
+    gc_pause_max_ms: float = 0.0
     daemon_late_answers: int = 0  # answers the daemon itself flagged late
     log_warnings: list[str] = field(default_factory=list)
 
@@ -169,6 +179,10 @@ class LiveBench:
             "recorded_note_ons": self.recorded_note_ons,
             "input_drops": self.input_drops,
             "daemon_late_events": self.daemon_late_events,
+            "daemon_worst_late_ms": self.daemon_worst_late_ms,
+            "late_after": sorted({self.results[i].label for i, _ in self.late_rows}),
+            "gc_pauses": self.gc_pauses,
+            "gc_pause_max_ms": self.gc_pause_max_ms,
             "daemon_late_answers": self.daemon_late_answers,
         }
 
@@ -416,7 +430,7 @@ def _read_daemon_files(bench: LiveBench, stats: Path, record: Path) -> None:
     rows = []
     if stats.exists():
         rows = [json.loads(line) for line in read_lines(stats)]  # never a torn last line
-    for r in bench.results:
+    for i, r in enumerate(bench.results):
         # the daemon's row for this phrase: the one whose phrase end is this one's (the
         # two processes share the machine's monotonic clock; JACK moves it by a period)
         near = [row for row in rows if abs(row["phrase_end"] - r.end) < 0.02]
@@ -425,7 +439,18 @@ def _read_daemon_files(bench: LiveBench, stats: Path, record: Path) -> None:
             r.daemon_row = True
             r.daemon_latency_ms = row.get("latency_ms")
             r.daemon_end, r.daemon_sent = row["phrase_end"], row.get("first_note_sent")
+            if row.get("late_events"):
+                bench.late_rows.append((i, row["late_events"]))
     bench.daemon_late_events = sum(row.get("late_events", 0) for row in rows)
+    # The rows count the late events up to the last answer; the daemon's last log line
+    # counts the whole session, the tail after that answer included.
+    for line in bench.log_warnings:
+        m = re.search(r"(\d+) events went out more than .* late this session", line)
+        if m:
+            bench.daemon_late_events = max(bench.daemon_late_events, int(m.group(1)))
+    bench.daemon_worst_late_ms = max((row.get("worst_late_ms", 0.0) for row in rows), default=0)
+    bench.gc_pauses = sum(row.get("gc_pauses", 0) for row in rows)
+    bench.gc_pause_max_ms = max((row.get("gc_pause_ms", 0.0) for row in rows), default=0.0)
     bench.daemon_late_answers = sum(bool(row.get("late")) for row in rows)
     bench.input_drops = max((row.get("input_drops", 0) for row in rows), default=0)
     if record.exists():
@@ -564,7 +589,19 @@ def format_live(b: LiveBench) -> str:
             f"({s['stats_agree_within_period']} within one period)",
         ),
         row("  answers the daemon flagged late", s["daemon_late_answers"], ""),
-        row("  events sent > 2 ms late", s["daemon_late_events"], "", "(daemon's scheduler)"),
+        row(
+            "  events sent > 2 ms late",
+            s["daemon_late_events"],
+            "",
+            f"(daemon's scheduler; worst {s['daemon_worst_late_ms']:.1f} ms; "
+            f"answering: {'; '.join(s['late_after']) or '-'})",
+        ),
+        row(
+            "  full collections of Python's GC",
+            s["gc_pauses"],
+            "",
+            f"(longest {s['gc_pause_max_ms']:.1f} ms, all threads held)",
+        ),
         row("output jitter p50", s["jitter_p50_ms"], "ms", f"({s['jitter_samples']} onsets)"),
         row("output jitter p99", s["jitter_p99_ms"], "ms", "target <= 2 ms"),
         row("barge-in p50", s["barge_in_p50_ms"], "ms", f"({s['barge_in_samples']} barge-ins)"),

@@ -446,7 +446,7 @@ class Performer:
             phrase_end=cue.start,
             answer=self.responses,
             epoch=epoch,
-            extra={"mode": self.policy.mode, "late_before": self.scheduler.late},
+            extra={"mode": self.policy.mode},
         )
         t0 = time.perf_counter()
         with self.play_lock:

@@ -122,6 +122,8 @@ class Scheduler:
         self._skipped_tags: dict[int, int] = {}  # tag -> note-ons dropped as too late
         self.sent = self.late = self.skipped = self.retriggered = self.send_errors = 0
         self.max_lateness = 0.0
+        self._late_since = 0  # late events since the last take_late
+        self._worst_since = 0.0  # and how late the worst of them went out
 
     # --- planning -----------------------------------------------------------------
 
@@ -163,6 +165,8 @@ class Scheduler:
                 del self._pending[0]
                 if lateness > self.late_tolerance:
                     self.late += 1
+                    self._late_since += 1
+                    self._worst_since = max(self._worst_since, lateness)
                 self.max_lateness = max(self.max_lateness, lateness)
                 if kind == "on" and key in self._sounding:
                     assert key is not None
@@ -263,6 +267,14 @@ class Scheduler:
         went out ((None, None): not sent, or no marks)."""
         with self._lock:
             return self._first_mark.get(tag, (None, None))
+
+    def take_late(self) -> tuple[int, float]:
+        """Events sent more than ``late_tolerance`` late since the last call, and how late
+        the worst of them went out (seconds): each late event is taken once."""
+        with self._lock:
+            taken = self._late_since, self._worst_since
+            self._late_since, self._worst_since = 0, 0.0
+            return taken
 
     def skipped_of(self, tag: int) -> int:
         with self._lock:

@@ -4,7 +4,10 @@ bench end to end in test_daemon_survives."""
 
 from __future__ import annotations
 
-from antiphon.live.livebench import first_arrival
+import json
+from pathlib import Path
+
+from antiphon.live.livebench import LiveBench, PhraseResult, _read_daemon_files, first_arrival
 
 OFF = [0x80, 60, 0]
 
@@ -43,3 +46,40 @@ def test_a_reader_held_up_past_a_cycle_start_is_narrowed_by_the_send() -> None:
     # a send bound later than the date is not taken (the send came after a cycle began but
     # before the player's client ran in it, and so rode that cycle)
     assert first_arrival([(1.2013, OFF, 1.2000)], OFF, sent=1.2012, lower=1.2026) == 1.2013
+
+
+def test_late_events_are_summed_from_the_rows_and_the_session_line(tmp_path: Path) -> None:
+    """Each --stats row counts the late events since the row before; the daemon's last log
+    line counts the whole session (the tail after the last answer too)."""
+    bench = LiveBench(phrases=3, period_ms=1.33, start_s=0.3)
+    bench.results = [
+        PhraseResult("single", None, 10.0, 1.3),
+        PhraseResult("chords", "flood", 20.0, 1.3),
+        PhraseResult("legato", None, 30.0, 1.3),
+    ]
+    rows = [
+        {"phrase_end": 10.0, "latency_ms": 1.3, "late_events": 0, "gc_pauses": 0},
+        {
+            "phrase_end": 20.001,
+            "latency_ms": 1.3,
+            "late_events": 2,
+            "worst_late_ms": 3.5,
+            "gc_pauses": 1,
+            "gc_pause_ms": 4.2,
+        },
+        {"phrase_end": 30.0, "latency_ms": 1.3, "late_events": 0, "gc_pauses": 0},
+    ]
+    stats = tmp_path / "stats.jsonl"
+    stats.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _read_daemon_files(bench, stats, tmp_path / "none.mid")
+    assert bench.daemon_late_events == 2 and bench.late_rows == [(1, 2)]
+    s = bench.summary()
+    assert s["late_after"] == ["chords after flood"]
+    assert s["daemon_worst_late_ms"] == 3.5
+    assert (s["gc_pauses"], s["gc_pause_max_ms"]) == (1, 4.2)
+
+    bench.log_warnings = [
+        "antiphon: 3 events went out more than 2 ms late this session (the worst 3.5 ms late)"
+    ]
+    _read_daemon_files(bench, stats, tmp_path / "none.mid")
+    assert bench.daemon_late_events == 3  # one after the last answer's row

@@ -424,3 +424,16 @@ def test_per_answer_bookkeeping_stays_bounded_over_many_answers() -> None:
     assert sched.first_sent(0) is None and sched.skipped_of(0) == 0  # forgotten
     kept = sum(sched.skipped_of(tag) for tag in range(answers))
     assert kept == KEPT_TAGS
+
+
+def test_late_events_are_taken_once_with_the_worst() -> None:
+    _, _, sched = make()
+    sched.schedule([on(0.0, 60), on(0.1, 61), on(0.2, 62), on(0.3, 63)])
+    sched.pump(0.001)  # within the 2 ms tolerance
+    sched.pump(0.105)  # 5 ms late
+    sched.pump(0.212)  # 12 ms late
+    assert sched.take_late() == (2, pytest.approx(0.012))
+    assert sched.take_late() == (0, 0.0)  # each late event reported once
+    sched.pump(0.303)
+    assert sched.take_late() == (1, pytest.approx(0.003))
+    assert sched.stats()["late"] == 3  # the session's count stays whole
