@@ -60,6 +60,9 @@ MAX_GAP_BEATS = 8.0
 # An answer whose first note has not gone out this long after it was planned never will
 # (its notes were released or skipped): its line says why.
 FIRST_NOTE_WINDOW = 0.5
+# After a phrase's silence, how long its answer may take to be generated and scheduled: no
+# full collection runs in that window (antiphon.live.collector).
+ANSWER_ROOM = 0.5
 LATE_MS = 10.0  # a first note sent this much after it was due is reported as late
 # With --realtime: below the priorities JACK gives its server and client threads (10 and
 # up by default), above every ordinary thread.
@@ -265,7 +268,7 @@ class Daemon:
         # Threads hand the GIL over every 5 ms by default; the scheduler must wake sooner.
         sys.setswitchinterval(0.0005)
         # Last, once everything the session keeps is loaded: see antiphon.live.collector.
-        self.collector.install()
+        self.collector.install(self.now())
         self.scheduler.start()
         self.performer.start()
         self.input_thread.start()
@@ -622,7 +625,20 @@ class Daemon:
         if self.performer.policy.mode == "accompany":
             self._keep_accompanying()
         self._trim_heap()
+        self.collector.maybe_collect(self.now(), self._room(self.now()))
         self._flush_stats()
+
+    def _room(self, now: float) -> float:
+        """Seconds before anything could be due: the next scheduled event, or none while
+        a phrase's answer may be in the making (its silence half run out, and the answer
+        not yet scheduled). Read from the watch thread: a stale value costs one late
+        collection, not a late note (the next one waits for the same room)."""
+        room = self.scheduler.room(now)
+        last = self.phrase.last_input
+        silence = self.performer.policy.silence
+        if last is not None and silence / 2 <= now - last < silence + ANSWER_ROOM:
+            return 0.0
+        return room
 
     def _trim_heap(self) -> None:
         t = time.perf_counter()

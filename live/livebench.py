@@ -103,8 +103,9 @@ class LiveBench:
     input_drops: int = 0  # what the daemon reported dropped at its input
     daemon_late_events: int = 0
     daemon_worst_late_ms: float = 0.0  # how late the worst of those went out
-    # (phrase index, late events) for each --stats row with any: what was played there
-    late_rows: list[tuple[int, int]] = field(default_factory=list)
+    # (phrase index, late events, the worst in ms, the longest GC pause in ms) for each
+    # --stats row with any: what was played there, and whether the collector held it up
+    late_rows: list[tuple[int, int, float, float]] = field(default_factory=list)
     gc_pauses: int = 0  # full collections of Python's collector in the daemon
     gc_pause_max_ms: float = 0.0
     daemon_late_answers: int = 0  # answers the daemon itself flagged late
@@ -180,7 +181,8 @@ class LiveBench:
             "input_drops": self.input_drops,
             "daemon_late_events": self.daemon_late_events,
             "daemon_worst_late_ms": self.daemon_worst_late_ms,
-            "late_after": sorted({self.results[i].label for i, _ in self.late_rows}),
+            "late_after": sorted({self.results[i].label for i, *_ in self.late_rows}),
+            "late_beside_gc": sum(n for _, n, _, gc_ms in self.late_rows if gc_ms > 0),
             "gc_pauses": self.gc_pauses,
             "gc_pause_max_ms": self.gc_pause_max_ms,
             "daemon_late_answers": self.daemon_late_answers,
@@ -440,7 +442,12 @@ def _read_daemon_files(bench: LiveBench, stats: Path, record: Path) -> None:
             r.daemon_latency_ms = row.get("latency_ms")
             r.daemon_end, r.daemon_sent = row["phrase_end"], row.get("first_note_sent")
             if row.get("late_events"):
-                bench.late_rows.append((i, row["late_events"]))
+                late = (
+                    row["late_events"],
+                    row.get("worst_late_ms", 0.0),
+                    row.get("gc_pause_ms", 0.0),
+                )
+                bench.late_rows.append((i, *late))
     bench.daemon_late_events = sum(row.get("late_events", 0) for row in rows)
     # The rows count the late events up to the last answer; the daemon's last log line
     # counts the whole session, the tail after that answer included.
@@ -600,7 +607,8 @@ def format_live(b: LiveBench) -> str:
             "  full collections of Python's GC",
             s["gc_pauses"],
             "",
-            f"(longest {s['gc_pause_max_ms']:.1f} ms, all threads held)",
+            f"(longest {s['gc_pause_max_ms']:.1f} ms, all threads held; "
+            f"{s['late_beside_gc']} late events beside one)",
         ),
         row("output jitter p50", s["jitter_p50_ms"], "ms", f"({s['jitter_samples']} onsets)"),
         row("output jitter p99", s["jitter_p99_ms"], "ms", "target <= 2 ms"),

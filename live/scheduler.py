@@ -285,6 +285,11 @@ class Scheduler:
         with self._lock:
             return bool(self._pending or self._sounding)
 
+    def room(self, now: float) -> float:
+        """Seconds from ``now`` to the next event due (inf: nothing scheduled)."""
+        with self._lock:
+            return self._pending[0][0] - now if self._pending else float("inf")
+
     def pending(self) -> int:
         with self._lock:
             return len(self._pending)

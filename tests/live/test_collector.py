@@ -1,5 +1,6 @@
 """Python's collector in the daemon: what is alive at start is frozen out of every later
-full collection, and the full collections after it are timed for --stats."""
+full collection, Python starts none by itself, the daemon's run where it has room (or when
+overdue), and each is timed for --stats."""
 
 from __future__ import annotations
 
@@ -64,9 +65,51 @@ def test_a_collection_that_drops_a_cycle_is_timed(pauses: CollectorPauses) -> No
     assert pauses.take()[0] == 1
 
 
-def test_uninstalled_it_times_nothing(pauses: CollectorPauses) -> None:
+def test_uninstalled_it_times_nothing_and_python_collects_as_before(
+    pauses: CollectorPauses,
+) -> None:
+    before = gc.get_threshold()
     pauses.install()
+    assert gc.get_threshold()[2] > 10**9
     pauses.uninstall()
+    assert gc.get_threshold() == before
     pauses.take()
     gc.collect()
     assert pauses.take() == (0, 0.0)
+
+
+def _full_collections_while_allocating(pauses: CollectorPauses) -> int:
+    pauses.take()
+    kept = [[i] for i in range(300_000)]  # survivors: many young collections, then a full
+    del kept
+    return pauses.take()[0]
+
+
+def test_python_starts_no_full_collection_by_itself(pauses: CollectorPauses) -> None:
+    pauses.install()
+    pauses.uninstall()  # timed, but Python's thresholds as they were
+    gc.callbacks.append(pauses._callback)
+    try:
+        assert _full_collections_while_allocating(pauses) >= 1  # the control: Python would
+    finally:
+        gc.callbacks.remove(pauses._callback)
+    pauses.install()
+    assert _full_collections_while_allocating(pauses) == 0
+
+
+def test_full_collections_run_where_there_is_room_or_when_overdue() -> None:
+    p = CollectorPauses(every=30.0, overdue=300.0)
+    try:
+        p.install(now=0.0)
+        p.take()
+        assert not p.maybe_collect(10.0, room=float("inf"))  # not due yet
+        assert not p.maybe_collect(31.0, room=0.01)  # due, but a note is 10 ms away
+        assert p.maybe_collect(31.2, room=0.2)
+        assert p.take()[0] == 1
+        assert not p.maybe_collect(40.0, room=1.0)  # the next one 30 s after that
+        assert not p.maybe_collect(330.0, room=0.0)
+        assert p.maybe_collect(331.3, room=0.0)  # overdue: garbage is freed however busy
+        assert p.collections == 2
+    finally:
+        p.uninstall()
+        gc.unfreeze()

@@ -72,11 +72,11 @@ def test_late_events_are_summed_from_the_rows_and_the_session_line(tmp_path: Pat
     stats = tmp_path / "stats.jsonl"
     stats.write_text("".join(json.dumps(r) + "\n" for r in rows))
     _read_daemon_files(bench, stats, tmp_path / "none.mid")
-    assert bench.daemon_late_events == 2 and bench.late_rows == [(1, 2)]
+    assert bench.daemon_late_events == 2 and bench.late_rows == [(1, 2, 3.5, 4.2)]
     s = bench.summary()
     assert s["late_after"] == ["chords after flood"]
     assert s["daemon_worst_late_ms"] == 3.5
-    assert (s["gc_pauses"], s["gc_pause_max_ms"]) == (1, 4.2)
+    assert (s["gc_pauses"], s["gc_pause_max_ms"], s["late_beside_gc"]) == (1, 4.2, 2)
 
     bench.log_warnings = [
         "antiphon: 3 events went out more than 2 ms late this session (the worst 3.5 ms late)"

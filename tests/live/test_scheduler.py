@@ -437,3 +437,12 @@ def test_late_events_are_taken_once_with_the_worst() -> None:
     sched.pump(0.303)
     assert sched.take_late() == (1, pytest.approx(0.003))
     assert sched.stats()["late"] == 3  # the session's count stays whole
+
+
+def test_room_is_the_time_to_the_next_event() -> None:
+    _, _, sched = make()
+    assert sched.room(0.0) == float("inf")
+    sched.schedule([on(0.5, 60), off(0.8, 60)])
+    assert sched.room(0.2) == pytest.approx(0.3)
+    sched.pump(0.5)
+    assert sched.room(0.6) == pytest.approx(0.2)
