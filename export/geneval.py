@@ -96,8 +96,8 @@ def evaluate_multitrack(
     ref = ref[np.random.default_rng(seed).permutation(len(ref))[:samples]].astype(bool)
     stepper = MuseGANStepper(mf.run, mf.info.config)
     rng = np.random.default_rng(seed + 1)
-    scratch = np.stack([stepper.phrase(rng) > 0.5 for _ in range(samples)])
-    around = np.stack([stepper.phrase(rng, r[c.accompany_track]) > 0.5 for r in ref])
+    scratch = np.stack([stepper.keys(stepper.phrase(rng)) for _ in range(samples)])
+    around = np.stack([stepper.keys(stepper.phrase(rng, r[c.accompany_track])) for r in ref])
     around[:, c.accompany_track] = ref[:, c.accompany_track]
     sets = {
         "training data (valid)": ref,

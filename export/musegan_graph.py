@@ -78,12 +78,12 @@ class MuseGANGraph(FlatGraph):
         }
 
     def rollout(self, run: Callable[[dict], dict], n: int) -> list[tuple[int, int, int, int]]:
-        """The notes (track, start, end, pitch) of fixed phrases, keys thresholded at 0.5,
-        from scratch and accompanying, through the voice's own stepping code."""
+        """The notes (track, start, end, pitch) of fixed phrases, keys drawn without
+        randomness, from scratch and accompanying, through the voice's own stepping code."""
         stepper = MuseGANStepper(run, self.config.to_dict())
         out: list[tuple[int, int, int, int]] = []
         for seed in range(3):
             feed = self.feed(1, seed, seed=seed)
             probs = stepper.generate(feed)
-            out += notes_of(probs > 0.5, self.config.pitch_lo)
+            out += notes_of(stepper.keys(probs), self.config.pitch_lo)
         return (out + [(-1, 0, 0, 0)] * n)[:n]

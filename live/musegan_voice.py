@@ -3,7 +3,8 @@
 One graph run (``export.musegan_graph``) gives a whole phrase, ``bars`` bars of every
 track, as key probabilities; the voice draws the latents from the session's seeded
 sampler and the keys from the probabilities: at ``--temperature 0`` a key sounds where
-its probability is over 1/2, otherwise each step is a draw from the probability
+its probability is over 1/2 (a monophonic track: its likeliest key, or a rest where that
+is likelier; ``keys_down``), otherwise each step is a draw from the probability
 sharpened or flattened by the temperature. The tracks sound together on the daemon's
 channel (a pitch two voices share sounds once).
 
@@ -58,6 +59,12 @@ class MuseGANStepper:
         self.steps = int(config["beats_per_bar"]) * int(config["steps_per_beat"])
         self.pitch_lo, self.pitches = int(config["pitch_lo"]), int(config["n_pitches"])
         self.z = int(config["z_size"])
+        # Grid steps each generator step is held over, and one key a track at a time (files
+        # exported before either existed: every step its own, keys independent).
+        self.hold = int(config["steps_per_beat"]) // int(
+            config.get("note_steps_per_beat", config["steps_per_beat"])
+        )
+        self.monophonic = bool(config.get("monophonic", False))
 
     def latents(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         z = lambda *shape: rng.standard_normal((1, *shape)).astype(np.float32)  # noqa: E731
@@ -85,15 +92,45 @@ class MuseGANStepper:
         }
         return self.generate(feed)
 
+    def keys(self, probs: np.ndarray) -> np.ndarray:
+        return keys_down(probs, self.monophonic)
 
-def draw(probs: np.ndarray, sampler: Sampler) -> np.ndarray:
-    """Keys down, drawn from their probabilities at the sampler's temperature."""
+
+def keys_down(probs: np.ndarray, monophonic: bool = False) -> np.ndarray:
+    """The keys a phrase's probabilities sound, drawn with no randomness: a monophonic
+    track its most likely key each step, unless a rest (what is left of 1) is likelier;
+    others every key over 1/2 (the paper's threshold)."""
+    if not monophonic:
+        return probs > 0.5
+    rest = 1.0 - probs.sum(axis=-1, keepdims=True)
+    best = probs.argmax(axis=-1)[..., None]
+    return (np.arange(probs.shape[-1]) == best) & (probs.max(axis=-1, keepdims=True) > rest)
+
+
+def draw(
+    probs: np.ndarray, sampler: Sampler, hold: int = 1, monophonic: bool = False
+) -> np.ndarray:
+    """Keys down, drawn from their probabilities at the sampler's temperature: once per
+    step of the generator, held over its ``hold`` grid steps (a draw per grid step would
+    break every held note into fragments); a monophonic track draws one of its keys or a
+    rest per step, others each key on its own."""
     t = sampler.sampling.temperature
     if t <= 0:
-        return probs > 0.5
-    p = np.clip(probs.astype(np.float64), 1e-6, 1 - 1e-6)
-    logits = np.log(p) - np.log1p(-p)
-    return sampler.rng.random(p.shape) < 1.0 / (1.0 + np.exp(-logits / t))
+        return keys_down(probs, monophonic)
+    cells = probs[..., ::hold, :].astype(np.float64)
+    if monophonic:
+        rest = np.clip(1.0 - cells.sum(axis=-1, keepdims=True), 0.0, 1.0)
+        p = np.concatenate((cells, rest), axis=-1) ** (1.0 / t) + 1e-12
+        p /= p.sum(axis=-1, keepdims=True)
+        u = sampler.rng.random((*p.shape[:-1], 1))
+        choice = np.minimum((p.cumsum(axis=-1) < u).sum(axis=-1), p.shape[-1] - 1)
+        keys = np.arange(p.shape[-1]) == choice[..., None]
+        keys = keys[..., :-1]  # the last choice is the rest
+    else:
+        p = np.clip(cells, 1e-6, 1 - 1e-6)
+        logits = np.log(p) - np.log1p(-p)
+        keys = sampler.rng.random(p.shape) < 1.0 / (1.0 + np.exp(-logits / t))
+    return np.repeat(keys, hold, axis=-2)
 
 
 @dataclass(frozen=True)
@@ -184,7 +221,7 @@ class MuseGANVoice:
         tick = start
         sounding: set[int] = set()
         while tick < until:
-            keys = draw(c.phrase(sampler.rng, condition), sampler)
+            keys = draw(c.phrase(sampler.rng, condition), sampler, c.hold, c.monophonic)
             if condition is not None:
                 keys[self.given_track] = False  # the player plays that voice
             merged = keys.any(axis=0).reshape(self.length, c.pitches)  # (steps, pitches)

@@ -9,6 +9,13 @@ convolutions, growing time first and then pitch an octave at a time, as the pape
 generator over bars too cost several times as much on a CPU, and the temporal generator
 already gives each bar its own input) turns its bar's vectors into that bar's roll.
 
+Two departures from the paper, both for voices like a chorale's and both by config: the bar
+generator writes sixteenths (``note_steps_per_beat``), each held over the grid's steps of
+it, and each track is monophonic (``monophonic``: a softmax over its keys and a rest a
+step, in place of a sigmoid a key). The paper's LPD tracks are polyphonic (piano, guitar,
+strings) at 24 steps a beat; ``note_steps_per_beat = steps_per_beat`` and
+``monophonic = false`` give its form back.
+
 Accompaniment ("track-conditional" MuseGAN): a bar encoder reads the given track's roll
 (the player's line) and its features join every track's input; with ``given = 0`` the
 model generates from scratch. Training mixes both (``accompany_rate``); in a conditioned
@@ -31,6 +38,8 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import nn
 
+from antiphon.errors import UserError
+
 
 @dataclass
 class MuseGANConfig:
@@ -48,6 +57,17 @@ class MuseGANConfig:
     critic_steps: int = 5
     accompany_track: int = 0  # the track the player plays (0: the top voice)
     accompany_rate: float = 0.5  # share of training batches conditioned on the real track
+    # The finest note the generator writes, per beat: each of its steps is held over
+    # steps_per_beat / note_steps_per_beat steps of the grid (4: sixteenths, each three of
+    # the grid's twelve), so no note it writes is shorter. steps_per_beat (the paper's):
+    # every grid step its own. A generator free to switch a key at every 1/48 of a bar
+    # broke held notes into fragments: a fifth to a half of its notes a 32nd or shorter,
+    # against none in the chorales (whose shortest notes are sixteenths).
+    note_steps_per_beat: int = 4
+    # Each track one key at a time, as a chorale voice sings: a softmax over its keys and a
+    # rest per step, so at most one key is over 1/2. False (the paper's, for polyphonic
+    # tracks such as a piano): each key its own sigmoid.
+    monophonic: bool = True
     # "factored": the bar grows along time first, then along pitch an octave at a time, as
     # the paper's generator does; "square": 4x4 transposed convolutions over both at once.
     bar_generator: str = "factored"
@@ -60,9 +80,30 @@ class MuseGANConfig:
     # neurons), so it judges rolls like the data's; "soft": the probabilities themselves.
     binarize: str = "st"
 
+    def __post_init__(self) -> None:
+        n = self.note_steps_per_beat
+        if n < 1 or self.steps_per_beat % n:
+            raise UserError(
+                f"note_steps_per_beat must divide steps_per_beat ({self.steps_per_beat}), not {n}"
+            )
+        if self.bar_generator not in ("factored", "square"):
+            raise UserError(f"bar_generator: 'factored' or 'square', not {self.bar_generator!r}")
+        if self.monophonic and self.bar_generator == "square":
+            raise UserError("a monophonic bar needs bar_generator=factored (or monophonic=false)")
+
     @property
     def steps(self) -> int:
         return self.beats_per_bar * self.steps_per_beat
+
+    @property
+    def hold(self) -> int:
+        """Grid steps each of the generator's steps is held over."""
+        return self.steps_per_beat // self.note_steps_per_beat
+
+    @property
+    def note_steps(self) -> int:
+        """The generator's own steps a bar."""
+        return self.steps // self.hold
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,12 +131,14 @@ def _halvings(n: int, most: int = 4) -> int:
 
 
 class BarGenerator(nn.Module):
-    """(N, features) -> (N, steps, pitches) logits of one track's bar.
+    """(N, features) -> (N, note_steps, pitches) logits of one track's bar, and with
+    ``monophonic`` (N, note_steps, pitches + 1): the last a rest.
 
     Factored (the default, after the paper's): a seed of a few steps by one unit per octave,
     doubled along time by kernels as long as their stride (each step of the seed becomes
     two, never overlapping: no checkerboard of half-struck keys across a held note), then
-    spread along pitch, each octave unit to its 12 keys, and mixed across neighbouring keys.
+    spread along pitch, each octave unit to its 12 keys, and mixed across neighbouring keys;
+    the rest of each step is read from the same features pooled over pitch.
     The square form (4x4 kernels over time and pitch at once) broke held notes into single
     steps: none of its notes lasted two steps of the chorales' twelve a beat."""
 
@@ -103,25 +146,32 @@ class BarGenerator(nn.Module):
         super().__init__()
         norm = (lambda ch: nn.BatchNorm2d(ch)) if c.batchnorm else (lambda ch: nn.Identity())
         layers: list[nn.Module] = []
+        steps = c.note_steps
+        self.rest: nn.Module | None = None
         if c.bar_generator == "square":
-            n = _ups(c.steps, c.n_pitches)
-            self.seed = (c.steps >> n, c.n_pitches >> n)
+            n = _ups(steps, c.n_pitches)
+            self.seed = (steps >> n, c.n_pitches >> n)
             ch = [max(c.g_channels >> i, 8) for i in range(n)] + [1]
-            for i in range(n):
-                layers.append(nn.ConvTranspose2d(ch[i], ch[i + 1], 4, stride=2, padding=1))
-                if i < n - 1:
-                    layers += [norm(ch[i + 1]), nn.ReLU()]
+            for i in range(n - 1):
+                layers += [nn.ConvTranspose2d(ch[i], ch[i + 1], 4, stride=2, padding=1),
+                           norm(ch[i + 1]), nn.ReLU()]  # fmt: skip
+            self.keys: nn.Module = (
+                nn.ConvTranspose2d(ch[n - 1], 1, 4, stride=2, padding=1) if n else nn.Identity()
+            )
         elif c.bar_generator == "factored":
-            nt = _halvings(c.steps)
+            nt = _halvings(steps)
             octave = 12 if c.n_pitches % 12 == 0 else c.n_pitches
-            self.seed = (c.steps >> nt, c.n_pitches // octave)
+            self.seed = (steps >> nt, c.n_pitches // octave)
             ch = [max(c.g_channels >> (i // 2), 8) for i in range(nt + 1)]
             for i in range(nt):
                 layers += [nn.ConvTranspose2d(ch[i], ch[i + 1], (2, 1), stride=(2, 1)),
                            norm(ch[i + 1]), nn.ReLU()]  # fmt: skip
             last = ch[nt]
             spread = nn.ConvTranspose2d(last, last, (1, octave), stride=(1, octave))
-            layers += [spread, norm(last), nn.ReLU(), nn.Conv2d(last, 1, (1, 7), padding=(0, 3))]
+            layers += [spread, norm(last), nn.ReLU()]
+            self.keys = nn.Conv2d(last, 1, (1, 7), padding=(0, 3))
+            if c.monophonic:
+                self.rest = nn.Conv1d(last, 1, 1)
         else:
             raise ValueError(f"bar_generator: 'factored' or 'square', not {c.bar_generator!r}")
         self.fc = nn.Sequential(
@@ -133,7 +183,12 @@ class BarGenerator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
-        return self.net(self.fc(v)).squeeze(1)
+        h = self.net(self.fc(v))  # (N, channels, note_steps, pitches)
+        keys = self.keys(h).squeeze(1)
+        if self.rest is None:
+            return keys
+        rest = self.rest(h.mean(dim=3)).transpose(1, 2)  # (N, note_steps, 1)
+        return torch.cat((keys, rest), dim=2)
 
 
 class BarEncoder(nn.Module):
@@ -202,8 +257,13 @@ class MuseGAN(nn.Module):
                 ),
                 dim=-1,
             )  # (B, bars, 4Z + C + 1)
-            outs.append(gen(v.reshape(B * bars, -1)).view(B, bars, c.steps, c.n_pitches))
-        return torch.sigmoid(torch.stack(outs, dim=1))
+            outs.append(gen(v.reshape(B * bars, -1)).view(B, bars, c.note_steps, -1))
+        logits = torch.stack(outs, dim=1)  # (B, tracks, bars, note_steps, keys [+ rest])
+        if c.monophonic:
+            probs = torch.softmax(logits, dim=-1)[..., : c.n_pitches]
+        else:
+            probs = torch.sigmoid(logits)
+        return held(probs, c.hold)
 
     def latents(self, batch: int, generator: torch.Generator | None = None) -> list[torch.Tensor]:
         c = self.config
@@ -230,16 +290,36 @@ class Critic(nn.Module):
         return self.out(self.bars(x).view(B, -1)).squeeze(-1)
 
 
-def binarized(probs: torch.Tensor, how: str) -> torch.Tensor:
-    """What the critic sees of generated key probabilities (see ``MuseGANConfig.binarize``).
-    Soft rolls against the data's 0/1 keys let the critic win on blur alone: the soft runs
-    ended with no key over 1/2 anywhere (every bar empty once played) while the critic's
-    margin stayed at 30 and more."""
+def held(probs: torch.Tensor, hold: int) -> torch.Tensor:
+    """(..., note_steps, pitches) -> (..., note_steps * hold, pitches): each step held
+    over ``hold`` grid steps (an expand and a reshape: plain ONNX ops)."""
+    if hold == 1:
+        return probs
+    *lead, steps, pitches = probs.shape
+    out = probs.unsqueeze(-2).expand(*lead, steps, hold, pitches)
+    return out.reshape(*lead, steps * hold, pitches)
+
+
+def binarized(probs: torch.Tensor, how: str, monophonic: bool = False) -> torch.Tensor:
+    """What the critic sees of generated key probabilities (see ``MuseGANConfig.binarize``):
+    the keys the voice would play at temperature 0 (``live.musegan_voice.keys_down``: over
+    1/2, or a monophonic track's likeliest key or rest), the gradient of the probabilities
+    passed straight through. Soft rolls against the data's 0/1 keys let the critic win on
+    blur alone: the soft runs ended with no key over 1/2 anywhere (every bar empty once
+    played) while the critic's margin stayed at 30 and more. A monophonic track judged at
+    1/2 stayed silent: a softmax over 49 choices starts near 1/49 each, no key reached 1/2,
+    and the critic won on empty voices (two of four empty in every bar after 1,400 steps)."""
     if how == "soft":
         return probs
-    if how == "st":
-        return probs + ((probs > 0.5).to(probs.dtype) - probs).detach()
-    raise ValueError(f"binarize: 'st' or 'soft', not {how!r}")
+    if how != "st":
+        raise ValueError(f"binarize: 'st' or 'soft', not {how!r}")
+    if monophonic:
+        choices = torch.cat((probs, 1.0 - probs.sum(dim=-1, keepdim=True)), dim=-1)
+        best = choices.argmax(dim=-1, keepdim=True)  # the last: the rest
+        hard = torch.zeros_like(choices).scatter(-1, best, 1.0)[..., : probs.shape[-1]]
+    else:
+        hard = (probs > 0.5).to(probs.dtype)
+    return probs + (hard - probs).detach()
 
 
 def gradient_penalty(critic: Critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,7 @@ import torch
 
 from antiphon.atomic import atomic_file, write_text
 from antiphon.errors import UserError
+from antiphon.live.musegan_voice import keys_down
 from antiphon.models.corpus import Corpus, resolve_corpus
 from antiphon.models.dataset import cache_root, corpus_cache_key, progress_interval
 from antiphon.models.distributed import launch_env, setup
@@ -125,7 +126,8 @@ def transposed(batch: np.ndarray, shifts: np.ndarray) -> np.ndarray:
 
 @torch.no_grad()
 def generate(model: MuseGAN, n: int, seed: int, condition: np.ndarray | None = None) -> np.ndarray:
-    """(n, tracks, bars, steps, pitches) bool phrases, keys over 1/2, from seeded latents."""
+    """(n, tracks, bars, steps, pitches) bool phrases from seeded latents, keys drawn as
+    the voice draws them at temperature 0 (``keys_down``)."""
     was = model.training
     model.eval()
     c = model.config
@@ -136,7 +138,7 @@ def generate(model: MuseGAN, n: int, seed: int, condition: np.ndarray | None = N
         cond, given = torch.from_numpy(condition.astype(np.float32)), torch.ones(n)
     probs = model(*model.latents(n, g), cond, given)
     model.train(was)
-    return (probs > 0.5).numpy()
+    return keys_down(probs.numpy(), c.monophonic)
 
 
 def _flat(rolls: np.ndarray) -> np.ndarray:
@@ -207,7 +209,7 @@ def train_musegan(
 
     def fake_of(real: torch.Tensor, given: torch.Tensor, line: torch.Tensor) -> torch.Tensor:
         z = [t.to(rt.device) for t in model.latents(real.shape[0])]
-        fake = binarized(model(*z, line * given.view(-1, 1, 1, 1), given), c.binarize)
+        fake = binarized(model(*z, line * given.view(-1, 1, 1, 1), given), c.binarize, c.monophonic)
         # A conditioned phrase's given track is the real one, as the critic must judge
         # the other voices around it.
         mask = torch.zeros_like(fake)

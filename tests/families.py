@@ -99,6 +99,7 @@ TINY: dict[str, dict] = {
         "model": {
             "bars": 2,
             "steps_per_beat": 4,
+            "note_steps_per_beat": 2,  # each of its steps held two of the grid's
             "n_pitches": 24,
             "pitch_lo": 48,
             "z_size": 8,

@@ -114,19 +114,90 @@ def test_the_critic_sees_binary_keys_and_the_generator_still_learns() -> None:
     assert binarized(p, "soft") is p
 
 
+def test_a_monophonic_voice_is_judged_and_played_by_its_likeliest_key_or_rest() -> None:
+    from antiphon.live.musegan_voice import keys_down
+    from antiphon.models.musegan import binarized
+
+    steps = [[0.3, 0.2, 0.1], [0.1, 0.15, 0.05], [0.05, 0.05, 0.6]]  # rests: 0.4, 0.7, 0.3
+    p = torch.tensor(steps, requires_grad=True)
+    out = binarized(p, "st", monophonic=True)
+    played = [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 1.0]]  # 0.3 < rest 0.4: a rest
+    assert out.tolist() == played
+    assert keys_down(np.array(steps), monophonic=True).astype(float).tolist() == played
+    steps[0] = [0.45, 0.2, 0.1]  # under 1/2, but likelier than the rest (0.25)
+    assert keys_down(np.array(steps), monophonic=True)[0].tolist() == [True, False, False]
+    (out * torch.arange(1.0, 4.0)).sum().backward()
+    assert p.grad is not None and p.grad.tolist() == [[1.0, 2.0, 3.0]] * 3
+
+
 @pytest.mark.parametrize("form", ["factored", "square"])
 def test_both_bar_generators_fill_the_roll(form: str) -> None:
     from antiphon.models.musegan import MuseGAN, MuseGANConfig
 
+    mono = form == "factored"  # one key a track at a time needs the factored bar
+    small = {"bars": 2, "steps_per_beat": 4, "n_pitches": 24, "z_size": 8}
+    paper = {"n_pitches": 84, "steps_per_beat": 24, "note_steps_per_beat": 24}
     for c in (
-        MuseGANConfig(bar_generator=form),  # the defaults: 48 steps a bar, 48 keys
-        MuseGANConfig(bar_generator=form, bars=2, steps_per_beat=4, n_pitches=24, z_size=8),
-        MuseGANConfig(bar_generator=form, n_pitches=84, steps_per_beat=24),  # the paper's
+        MuseGANConfig(bar_generator=form, monophonic=mono),  # the defaults: 48 x 48 a bar
+        MuseGANConfig(bar_generator=form, monophonic=mono, **small),  # type: ignore[arg-type]
+        MuseGANConfig(bar_generator=form, monophonic=False, **paper),  # the paper's
     ):
         m = MuseGAN(c).eval()
         cond = torch.zeros(2, c.bars, c.steps, c.n_pitches)
         out = m(*m.latents(2), cond, torch.zeros(2))
         assert out.shape == (2, c.tracks, c.bars, c.steps, c.n_pitches)
+
+
+def test_a_monophonic_voice_holds_each_note_a_sixteenth_at_least() -> None:
+    """The defaults: each track a softmax over its keys and a rest, written in sixteenths
+    and held over the grid's three steps each; even untrained, no step can sound two keys
+    of a track and no note can be shorter than a sixteenth."""
+    from antiphon.models.musegan import MuseGAN, MuseGANConfig
+
+    c = MuseGANConfig()
+    assert (c.hold, c.note_steps) == (3, 16)
+    m = MuseGAN(c).eval()
+    with torch.no_grad():
+        probs = m(*m.latents(4, torch.Generator().manual_seed(0)),
+                  torch.zeros(4, c.bars, c.steps, c.n_pitches), torch.zeros(4)).numpy()  # fmt: skip
+    assert (probs.sum(axis=-1) <= 1 + 1e-5).all()  # with the rest, one distribution a step
+    assert ((probs > 0.5).sum(axis=-1) <= 1).all()
+    blocks = probs.reshape(4, c.tracks, c.bars, c.note_steps, c.hold, c.n_pitches)
+    assert np.array_equal(blocks, np.repeat(blocks[:, :, :, :, :1], c.hold, axis=4))
+
+
+def test_a_note_grid_that_does_not_divide_the_beat_is_a_clear_error() -> None:
+    from antiphon.errors import UserError
+    from antiphon.models.musegan import MuseGANConfig
+
+    with pytest.raises(UserError, match="note_steps_per_beat must divide"):
+        MuseGANConfig(note_steps_per_beat=5)
+    with pytest.raises(UserError, match="monophonic"):
+        MuseGANConfig(bar_generator="square")
+
+
+@pytest.mark.parametrize("monophonic", [True, False])
+def test_drawn_keys_are_held_over_the_generators_step(monophonic: bool) -> None:
+    """At a temperature above 0 each key is drawn once per step of the generator, not once
+    per grid step (which would break every held note), and a monophonic track draws one key
+    or a rest."""
+    from antiphon.live.musegan_voice import draw
+    from antiphon.live.sampling import Sampler, Sampling
+
+    rng = np.random.default_rng(3)
+    cells = rng.random((4, 2, 16, 24))
+    cells = cells / cells.sum(axis=-1, keepdims=True) * 0.9 if monophonic else cells
+    probs = np.repeat(cells, 3, axis=2)
+    keys = draw(probs, Sampler(Sampling(temperature=1.0, seed=7)), 3, monophonic)
+    assert keys.shape == probs.shape and keys.any()
+    blocks = keys.reshape(4, 2, 16, 3, 24)
+    assert np.array_equal(blocks, np.repeat(blocks[:, :, :, :1], 3, axis=3))
+    if monophonic:
+        assert (keys.sum(axis=-1) <= 1).all() and (keys.sum(axis=-1) == 0).any()
+    else:
+        assert (keys.sum(axis=-1) > 1).any()
+    again = draw(probs, Sampler(Sampling(temperature=1.0, seed=7)), 3, monophonic)
+    assert np.array_equal(keys, again)  # the session's seed decides
 
 
 # -- reading voices --------------------------------------------------------------------------
