@@ -31,7 +31,7 @@ from antiphon.live.session import ModelFile
 from antiphon.live.stepper import RunFn
 from antiphon.models.midi.codec import Decoded
 from antiphon.models.midi.melody import HeardNote, hear
-from antiphon.models.midi.multitrack import roll, roll_notes
+from antiphon.models.midi.multitrack import keys_down, roll, roll_notes
 from antiphon.models.midi.notes import Grid, TickEvents
 
 INPUTS = ["z_shared", "z_shared_t", "z_private", "z_private_t", "condition", "given"]
@@ -94,17 +94,6 @@ class MuseGANStepper:
 
     def keys(self, probs: np.ndarray) -> np.ndarray:
         return keys_down(probs, self.monophonic)
-
-
-def keys_down(probs: np.ndarray, monophonic: bool = False) -> np.ndarray:
-    """The keys a phrase's probabilities sound, drawn with no randomness: a monophonic
-    track its most likely key each step, unless a rest (what is left of 1) is likelier;
-    others every key over 1/2 (the paper's threshold)."""
-    if not monophonic:
-        return probs > 0.5
-    rest = 1.0 - probs.sum(axis=-1, keepdims=True)
-    best = probs.argmax(axis=-1)[..., None]
-    return (np.arange(probs.shape[-1]) == best) & (probs.max(axis=-1, keepdims=True) > rest)
 
 
 def draw(

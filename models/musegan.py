@@ -302,7 +302,7 @@ def held(probs: torch.Tensor, hold: int) -> torch.Tensor:
 
 def binarized(probs: torch.Tensor, how: str, monophonic: bool = False) -> torch.Tensor:
     """What the critic sees of generated key probabilities (see ``MuseGANConfig.binarize``):
-    the keys the voice would play at temperature 0 (``live.musegan_voice.keys_down``: over
+    the keys the voice would play at temperature 0 (``models.midi.multitrack.keys_down``: over
     1/2, or a monophonic track's likeliest key or rest), the gradient of the probabilities
     passed straight through. Soft rolls against the data's 0/1 keys let the critic win on
     blur alone: the soft runs ended with no key over 1/2 anywhere (every bar empty once

@@ -29,14 +29,13 @@ import torch
 
 from antiphon.atomic import atomic_file, write_text
 from antiphon.errors import UserError
-from antiphon.live.musegan_voice import keys_down
 from antiphon.models.corpus import Corpus, resolve_corpus
 from antiphon.models.dataset import cache_root, corpus_cache_key, progress_interval
 from antiphon.models.distributed import launch_env, setup
 from antiphon.models.diversity import diversity
 from antiphon.models.gan import PairOptimizer
 from antiphon.models.gan_log import GanLog
-from antiphon.models.midi.multitrack import phrase_rolls, voices
+from antiphon.models.midi.multitrack import keys_down, phrase_rolls, voices
 from antiphon.models.midi.notes import Grid
 from antiphon.models.musegan import Critic, MuseGAN, binarized, gradient_penalty
 from antiphon.models.registry import family

@@ -107,3 +107,14 @@ def phrase_rolls(
             out.append(sample)
     shape = (0, len(parts), bars, bar_ticks, n_pitches)
     return np.stack(out) if out else np.zeros(shape, dtype=np.uint8)
+
+
+def keys_down(probs: np.ndarray, monophonic: bool = False) -> np.ndarray:
+    """The keys a phrase's probabilities sound, drawn with no randomness: a monophonic
+    track its most likely key each step, unless a rest (what is left of 1) is likelier;
+    others every key over 1/2 (the paper's threshold)."""
+    if not monophonic:
+        return probs > 0.5
+    rest = 1.0 - probs.sum(axis=-1, keepdims=True)
+    best = probs.argmax(axis=-1)[..., None]
+    return (np.arange(probs.shape[-1]) == best) & (probs.max(axis=-1, keepdims=True) > rest)

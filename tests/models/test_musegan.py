@@ -115,7 +115,7 @@ def test_the_critic_sees_binary_keys_and_the_generator_still_learns() -> None:
 
 
 def test_a_monophonic_voice_is_judged_and_played_by_its_likeliest_key_or_rest() -> None:
-    from antiphon.live.musegan_voice import keys_down
+    from antiphon.models.midi.multitrack import keys_down
     from antiphon.models.musegan import binarized
 
     steps = [[0.3, 0.2, 0.1], [0.1, 0.15, 0.05], [0.05, 0.05, 0.6]]  # rests: 0.4, 0.7, 0.3
