@@ -36,7 +36,7 @@ MIN_ROOM = 0.05  # seconds before anything is due that a collection (2-10 ms) ne
 NEVER = 2**31 - 1  # a threshold Python's count of collections never reaches
 
 
-class CollectorPauses:
+class Collector:
     """Freezes what is alive at ``install``, runs the full collections when told there is
     room, and times them."""
 

@@ -25,7 +25,7 @@ from typing import Any
 from antiphon.errors import UserError
 from antiphon.live import controls
 from antiphon.live.clock import MidiClockFollower, parse_quantize
-from antiphon.live.collector import CollectorPauses
+from antiphon.live.collector import Collector
 from antiphon.live.context import OWN, StreamingContext
 from antiphon.live.engine import open_voice
 from antiphon.live.events import Events
@@ -187,7 +187,7 @@ class Daemon:
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.malformed = 0
         self.heap = HeapTrim()  # freed heap back to the system after a flood
-        self.collector = CollectorPauses()
+        self.collector = Collector()
         self._stats_pending: list[ResponseStats] = []
         self._stats_lock = threading.Lock()
         self._lost: set[str] = set()

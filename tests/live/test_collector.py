@@ -10,13 +10,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from antiphon.live.collector import CollectorPauses
+from antiphon.live.collector import Collector
 
 
 @pytest.fixture
-def pauses() -> Iterator[CollectorPauses]:
+def pauses() -> Iterator[Collector]:
     ticks = itertools.count(0.0, 0.004)  # each clock read 4 ms after the one before
-    p = CollectorPauses(clock=lambda: next(ticks))
+    p = Collector(clock=lambda: next(ticks))
     yield p
     p.uninstall()
     gc.unfreeze()  # the rest of the test session collects as before
@@ -27,7 +27,7 @@ def _in_generation_2(obj: object) -> bool:
 
 
 def test_what_is_alive_at_install_is_left_out_of_full_collections(
-    pauses: CollectorPauses,
+    pauses: Collector,
 ) -> None:
     kept = [[i] for i in range(100)]  # container objects the collector tracks
     gc.collect()
@@ -41,7 +41,7 @@ def test_what_is_alive_at_install_is_left_out_of_full_collections(
 
 
 def test_full_collections_are_counted_and_the_longest_taken_once(
-    pauses: CollectorPauses,
+    pauses: Collector,
 ) -> None:
     pauses.install()
     pauses.take()
@@ -55,7 +55,7 @@ def test_full_collections_are_counted_and_the_longest_taken_once(
     assert pauses.take() == (0, 0.0)
 
 
-def test_a_collection_that_drops_a_cycle_is_timed(pauses: CollectorPauses) -> None:
+def test_a_collection_that_drops_a_cycle_is_timed(pauses: Collector) -> None:
     pauses.install()
     pauses.take()
     a: list[object] = []
@@ -66,7 +66,7 @@ def test_a_collection_that_drops_a_cycle_is_timed(pauses: CollectorPauses) -> No
 
 
 def test_uninstalled_it_times_nothing_and_python_collects_as_before(
-    pauses: CollectorPauses,
+    pauses: Collector,
 ) -> None:
     before = gc.get_threshold()
     pauses.install()
@@ -78,14 +78,14 @@ def test_uninstalled_it_times_nothing_and_python_collects_as_before(
     assert pauses.take() == (0, 0.0)
 
 
-def _full_collections_while_allocating(pauses: CollectorPauses) -> int:
+def _full_collections_while_allocating(pauses: Collector) -> int:
     pauses.take()
     kept = [[i] for i in range(300_000)]  # survivors: many young collections, then a full
     del kept
     return pauses.take()[0]
 
 
-def test_python_starts_no_full_collection_by_itself(pauses: CollectorPauses) -> None:
+def test_python_starts_no_full_collection_by_itself(pauses: Collector) -> None:
     pauses.install()
     pauses.uninstall()  # timed, but Python's thresholds as they were
     gc.callbacks.append(pauses._callback)
@@ -98,7 +98,7 @@ def test_python_starts_no_full_collection_by_itself(pauses: CollectorPauses) -> 
 
 
 def test_full_collections_run_where_there_is_room_or_when_overdue() -> None:
-    p = CollectorPauses(every=30.0, overdue=300.0)
+    p = Collector(every=30.0, overdue=300.0)
     try:
         p.install(now=0.0)
         p.take()
