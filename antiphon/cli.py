@@ -417,8 +417,10 @@ def _add_live(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stats", default=None, help="append one JSON line per response to FILE")
     p.add_argument(
         "--realtime",
-        action="store_true",
-        help="play notes from a SCHED_FIFO thread where allowed (as JACK's own threads run)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="play notes from a SCHED_FIFO thread, as JACK's own threads run (default: "
+        "where the JACK server runs realtime; a warning where the system refuses it)",
     )
     p.add_argument(
         "--synth", action="store_true", help="play antiphon's notes through FluidSynth (no DAW)"
@@ -673,7 +675,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--realtime",
         action="store_true",
-        help="--live: run the daemon with --realtime (its scheduler thread SCHED_FIFO)",
+        help="--live: run the daemon with --realtime (its scheduler thread SCHED_FIFO); "
+        "without it, --no-realtime",
     )
     p.add_argument("--json", default=None, help="also write the results as JSON")
     _add_provider(p)

@@ -346,8 +346,8 @@ def run_live_bench(
     stats, record = work / "stats.jsonl", work / "session.mid"
     args = ["--silence-ms", str(silence_ms), "--seed", str(seed)]
     args += ["--max-response", str(MAX_RESPONSE), "--stats", str(stats), "--record", str(record)]
-    if realtime:
-        args += ["--realtime"]
+    # The daemon's default takes realtime where the server runs so: say which is measured.
+    args += ["--realtime" if realtime else "--no-realtime"]
     if model:
         args += ["--model", str(model)]
     material = Material(seed, disturb=disturb)

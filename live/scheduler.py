@@ -85,6 +85,7 @@ class Scheduler:
         skip_late_notes: float | None = 0.1,
         poll: float = 0.01,
         realtime_priority: int | None = None,
+        realtime_asked: bool = True,
         mark: Callable[[], int | None] | None = None,
     ) -> None:
         """``wait=None``: the runner sleeps on a condition that ``schedule``, ``cancel``,
@@ -92,7 +93,9 @@ class Scheduler:
         injected ``wait`` (e.g. a fake clock's advance) it sleeps in slices of at most
         ``poll`` seconds instead, so new material is still seen within ``poll``.
         ``realtime_priority``: the runner thread asks for SCHED_FIFO at that priority (Linux,
-        where the user may: JACK's own threads run so, and can starve an ordinary thread).
+        where the user may: JACK's own threads run so, and can starve an ordinary thread);
+        ``realtime_asked``: the user asked for it, so a refusal is a warning (else a note
+        in the log: realtime was only taken where it could be had).
         ``mark``: read right before and right after an answer's first note-on goes out
         (the JACK cycle it went out in: see ``MidiInput.cycle_now``), kept beside its send
         time."""
@@ -106,6 +109,7 @@ class Scheduler:
         self.skip_late_notes = skip_late_notes
         self.poll = poll
         self.realtime_priority = realtime_priority
+        self.realtime_asked = realtime_asked
         self._mark = mark
         self._first_mark: dict[int, tuple[int | None, int | None]] = {}
         self._lock = threading.RLock()
@@ -369,7 +373,7 @@ class Scheduler:
     def _run(self) -> None:
         name_this_python_thread()
         if self.realtime_priority is not None:
-            _make_realtime(self.realtime_priority)
+            _make_realtime(self.realtime_priority, self.realtime_asked)
         try:
             while not self._stop.is_set():
                 with self._cond:
@@ -391,11 +395,14 @@ class Scheduler:
                 self.release_all()
 
 
-def _make_realtime(priority: int) -> bool:
+def _make_realtime(priority: int, asked: bool = True) -> bool:
     """SCHED_FIFO for the calling thread (on Linux ``sched_setscheduler(0)`` is per thread)."""
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
     except (AttributeError, OSError) as e:
-        log.warning("realtime scheduling refused (%s); the scheduler runs as an ordinary thread", e)
+        (log.warning if asked else log.info)(
+            "realtime scheduling refused (%s); the scheduler runs as an ordinary thread", e
+        )
         return False
+    log.info("the note scheduler's thread runs realtime (SCHED_FIFO, priority %d)", priority)
     return True

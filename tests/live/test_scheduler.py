@@ -446,3 +446,28 @@ def test_room_is_the_time_to_the_next_event() -> None:
     assert sched.room(0.2) == pytest.approx(0.3)
     sched.pump(0.5)
     assert sched.room(0.6) == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize(
+    ("asked", "backend", "server", "taken"),
+    [
+        (None, "jack", True, True),  # the default: as the JACK server runs
+        (None, "jack", False, False),
+        (None, "jack", None, False),  # no server to ask
+        (None, "alsa", True, False),
+        (True, "jack", False, True),  # --realtime
+        (False, "jack", True, False),  # --no-realtime
+    ],
+)
+def test_the_daemon_plays_realtime_where_its_jack_server_does(
+    monkeypatch: pytest.MonkeyPatch, asked: bool | None, backend: str, server: bool | None,
+    taken: bool,
+) -> None:  # fmt: skip
+    from types import SimpleNamespace
+
+    from antiphon.live import daemon
+
+    monkeypatch.setattr(daemon, "server_realtime", lambda: server)
+    d = SimpleNamespace(config=SimpleNamespace(realtime=asked),
+                        input=SimpleNamespace(backend=backend))  # fmt: skip
+    assert daemon.Daemon._realtime(d) is taken  # type: ignore[arg-type]
