@@ -60,10 +60,10 @@ class MuseGANStepper:
         self.pitch_lo, self.pitches = int(config["pitch_lo"]), int(config["n_pitches"])
         self.z = int(config["z_size"])
         # Grid steps each generator step is held over, and one key a track at a time (files
-        # exported before either existed: every step its own, keys independent).
-        self.hold = int(config["steps_per_beat"]) // int(
-            config.get("note_steps_per_beat", config["steps_per_beat"])
-        )
+        # exported before either existed, or a model never trained, with its note grid
+        # still 0: every step its own, keys independent).
+        per_beat = int(config["steps_per_beat"])
+        self.hold = per_beat // (int(config.get("note_steps_per_beat") or per_beat))
         self.monophonic = bool(config.get("monophonic", False))
 
     def latents(self, rng: np.random.Generator) -> dict[str, np.ndarray]:

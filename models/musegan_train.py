@@ -20,7 +20,7 @@ import os
 import random
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +35,15 @@ from antiphon.models.distributed import launch_env, setup
 from antiphon.models.diversity import diversity
 from antiphon.models.gan import PairOptimizer
 from antiphon.models.gan_log import GanLog
-from antiphon.models.midi.multitrack import keys_down, phrase_rolls, voices
+from antiphon.models.midi.multitrack import keys_down, note_grid, phrase_rolls, voices
 from antiphon.models.midi.notes import Grid
-from antiphon.models.musegan import Critic, MuseGAN, binarized, gradient_penalty
+from antiphon.models.musegan import (
+    Critic,
+    MuseGAN,
+    MuseGANConfig,
+    binarized,
+    gradient_penalty,
+)
 from antiphon.models.registry import family
 from antiphon.models.rollmetrics import roll_metrics
 from antiphon.models.train import (
@@ -165,9 +171,11 @@ def train_musegan(
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
 
-    model = family(cfg.arch).build(state["model_config"] if state else cfg.model).to(rt.device)
-    c = model.config
-    critic = Critic(c).to(rt.device)
+    # A checkpoint written before these options resumes as it was written.
+    before = {"critic_chroma": False, "critic_onsets": False, "shared_generator": False,
+              "given_classes": False}  # fmt: skip
+    written = {**before, **state["model_config"]} if state else cfg.model
+    c = MuseGANConfig.from_dict(written)
     corpus = resolve_corpus(cfg.data, cache_dir=cache_root(), progress=progress)
     data = read_phrases(corpus, c, progress=progress)
     say(
@@ -176,6 +184,12 @@ def train_musegan(
     )
     if len(data.train) == 0:
         raise UserError(f"{cfg.data}: no phrases of {c.bars} bars to learn from")
+    if not c.note_steps_per_beat:
+        c = replace(c, note_steps_per_beat=note_grid(data.train, c.steps_per_beat))
+        say(f"the data's notes start and end on a grid of {c.note_steps_per_beat} a beat: "
+            "the generator writes at it")  # fmt: skip
+    model = family(cfg.arch).build(c.to_dict()).to(rt.device)
+    critic = Critic(c).to(rt.device)
     betas = (0.5, 0.9)
     opt = PairOptimizer(
         torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=betas),

@@ -118,3 +118,21 @@ def keys_down(probs: np.ndarray, monophonic: bool = False) -> np.ndarray:
     rest = 1.0 - probs.sum(axis=-1, keepdims=True)
     best = probs.argmax(axis=-1)[..., None]
     return (np.arange(probs.shape[-1]) == best) & (probs.max(axis=-1, keepdims=True) > rest)
+
+
+def note_grid(rolls: np.ndarray, steps_per_beat: int, share: float = 0.99) -> int:
+    """The coarsest note grid, in steps a beat, that holds ``share`` of the rolls' note
+    starts and ends: 1 where every note begins and ends on a beat (JSB's chorales, as
+    quantised for the polyphonic benchmarks), 4 for sixteenths. Only divisors of
+    ``steps_per_beat``; ``steps_per_beat`` itself where no coarser grid holds them."""
+    r = np.asarray(rolls, dtype=bool)
+    r = r.reshape(*r.shape[:2], -1, r.shape[-1])  # (N, tracks, bars * steps, pitches)
+    pad = np.zeros((*r.shape[:2], 1, r.shape[-1]), dtype=bool)
+    edges = np.concatenate((pad, r, pad), axis=2)
+    steps = np.nonzero(edges[:, :, 1:] != edges[:, :, :-1])[2]  # where a note starts or ends
+    if steps.size == 0:
+        return steps_per_beat
+    for n in range(1, steps_per_beat):
+        if steps_per_beat % n == 0 and (steps % (steps_per_beat // n) == 0).mean() >= share:
+            return n
+    return steps_per_beat
