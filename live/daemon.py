@@ -64,8 +64,9 @@ FIRST_NOTE_WINDOW = 0.5
 # full collection runs in that window (antiphon.live.collector).
 ANSWER_ROOM = 0.5
 LATE_MS = 10.0  # a first note sent this much after it was due is reported as late
-# With --realtime: below the priorities JACK gives its server and client threads (10 and
-# up by default), above every ordinary thread.
+# Realtime: beside JACK's client threads (jackd -R's default -P 10 gives its own thread 10
+# and clients' threads 5, as `ps -L -o cls,rtprio` shows), below its server's, above
+# every ordinary thread; a thread of equal priority never preempts another.
 REALTIME_PRIORITY = 5
 # A JACK server that ran no cycle for this long is gone or hung (one waiting out a dead
 # client under --sync moves on after 5 s).
