@@ -45,6 +45,7 @@ probabilities: drawing or thresholding notes from them is the caller's
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import torch
 from torch import nn
@@ -160,6 +161,18 @@ class MuseGANConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
+    @classmethod
+    def written(cls, d: dict) -> MuseGANConfig:
+        """The config a checkpoint was written with: it holds every field of its day, so a
+        field it lacks was added since, and takes the value the model then had."""
+        before = dict.fromkeys(
+            ("monophonic", "shared_generator", "given_classes", "harmonize_lead",
+             "critic_chroma", "critic_onsets"),
+            False,
+        )  # fmt: skip
+        before["note_steps_per_beat"] = d.get("steps_per_beat", cls.steps_per_beat)
+        return cls.from_dict({**before, **d})
+
 
 def _ups(steps: int, pitches: int) -> int:
     """How many stride-2 layers take (steps, pitches) down to a small seed: both must halve
@@ -233,6 +246,16 @@ class BarGenerator(nn.Module):
         )
         self.net = nn.Sequential(*layers)
         self.pitch = nn.Sequential(*pitch)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
+        # Models written before the pitch layers had their own Sequential kept them at the
+        # end of ``net``: net.{len(net) + j} is pitch.{j}.
+        n = len(self.net)
+        for key in [k for k in state_dict if k.startswith(prefix + "net.")]:
+            index, _, rest = key[len(prefix) + 4 :].partition(".")
+            if index.isdigit() and int(index) >= n:
+                state_dict[f"{prefix}pitch.{int(index) - n}.{rest}"] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def forward(self, v: torch.Tensor, shared: torch.Tensor | None = None) -> torch.Tensor:
         """``shared``: (N, channels, note_steps, octaves), see ``__init__``."""

@@ -171,11 +171,12 @@ def train_musegan(
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
 
-    # A checkpoint written before these options resumes as it was written.
-    before = {"critic_chroma": False, "critic_onsets": False, "shared_generator": False,
-              "given_classes": False}  # fmt: skip
-    written = {**before, **state["model_config"]} if state else cfg.model
-    c = MuseGANConfig.from_dict(written)
+    # A checkpoint written before newer options resumes as it was written.
+    c = (
+        MuseGANConfig.written(state["model_config"])
+        if state
+        else MuseGANConfig.from_dict(cfg.model)
+    )
     corpus = resolve_corpus(cfg.data, cache_dir=cache_root(), progress=progress)
     data = read_phrases(corpus, c, progress=progress)
     say(

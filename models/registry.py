@@ -41,6 +41,12 @@ class Family:
         cfg_cls, model_cls = self.load()
         return model_cls(cfg_cls.from_dict({**(config or {}), **overrides}))
 
+    def build_written(self, config: dict) -> Any:
+        """The model of a checkpoint's config, read as the config class reads one written
+        before its newer fields (``written``), where it says."""
+        cfg_cls, model_cls = self.load()
+        return model_cls(getattr(cfg_cls, "written", cfg_cls.from_dict)(config))
+
 
 def resolve(spec: str) -> Any:
     module, _, name = spec.partition(":")

@@ -9,6 +9,10 @@ Rolls are ``(N, tracks, bars, steps, pitches)``, binary. Per track, over all bar
   grid, ``ceil(3 * steps_per_beat / 24)`` steps (2 at 12 a beat). A note is a run of
   sounding steps within a bar, as in MuseGAN's code;
 
+- ``notes_per_bar``: notes struck per bar (a key starting to sound), averaged over all bars:
+  the pace, which the paper does not measure; a voice in running sixteenths under a hymn
+  shows here first;
+
 and per pair of tracks ``tonal_distance`` (TD, Harte et al. 2006): the distance between the
 6-D tonal centroids of the two tracks' pitch-class profiles, beat by beat, averaged over
 the beats where both sound (smaller: more harmonically related). Only numpy.
@@ -87,6 +91,15 @@ def qualified_notes(rolls: np.ndarray, threshold: int) -> np.ndarray:
     return np.array(out)
 
 
+def notes_per_bar(rolls: np.ndarray) -> np.ndarray:
+    """(tracks,) notes struck per bar: keys that sound at a step and did not at the one
+    before (a note held over the barline is struck once, in the bar it starts)."""
+    r = rolls.reshape(*rolls.shape[:2], -1, rolls.shape[-1])  # (N, tracks, bars * steps, P)
+    before = np.concatenate((np.zeros_like(r[:, :, :1]), r[:, :, :-1]), axis=2)
+    struck = (r & ~before).sum(axis=(2, 3))  # (N, tracks)
+    return struck.mean(axis=0) / rolls.shape[2]
+
+
 def tonal_distance(rolls: np.ndarray, a: int, b: int, steps_per_beat: int, pitch_lo: int) -> float:
     """Mean tonal-centroid distance of tracks ``a`` and ``b``, beat by beat."""
     N, _, bars, steps, _ = rolls.shape
@@ -109,6 +122,7 @@ class RollMetrics:
     qualified_notes: list[float]
     tonal_distance: dict[str, float] = field(default_factory=dict)  # "0-1": ...
     qn_threshold: int = 1
+    notes_per_bar: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return vars(self).copy()
@@ -127,6 +141,7 @@ def roll_metrics(rolls: np.ndarray, steps_per_beat: int, pitch_lo: int) -> RollM
         qualified_notes=qualified_notes(rolls, threshold).tolist(),
         tonal_distance=pairs,
         qn_threshold=threshold,
+        notes_per_bar=notes_per_bar(rolls).tolist(),
     )
 
 
@@ -134,6 +149,7 @@ def metrics_table(rows: dict[str, RollMetrics], names: list[str]) -> str:
     """Markdown: one row per set (training data, models), a column per track and metric."""
     head = ["set"]
     head += [f"EB {n}" for n in names] + [f"UPC {n}" for n in names] + [f"QN {n}" for n in names]
+    head += [f"notes {n}" for n in names]
     pairs = list(next(iter(rows.values())).tonal_distance)
     head += [f"TD {names[int(p.split('-')[0])]}-{names[int(p.split('-')[1])]}" for p in pairs]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" + "---:|" * (len(head) - 1)]
@@ -141,6 +157,7 @@ def metrics_table(rows: dict[str, RollMetrics], names: list[str]) -> str:
         cells = [f"{100 * x:.1f} %" for x in m.empty_bars]
         cells += [f"{x:.2f}" for x in m.pitch_classes]
         cells += [f"{100 * x:.1f} %" for x in m.qualified_notes]
+        cells += [f"{x:.2f}" for x in m.notes_per_bar]
         cells += [f"{m.tonal_distance[p]:.3f}" for p in pairs]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -164,7 +164,7 @@ def load_checkpoint(path: str | Path) -> dict:
 
 
 def model_from_checkpoint(ckpt: dict) -> torch.nn.Module:
-    model = family(ckpt["family"]).build(ckpt["model_config"])
+    model = family(ckpt["family"]).build_written(ckpt["model_config"])
     model.load_state_dict(ckpt["model"])
     return model.eval()
 

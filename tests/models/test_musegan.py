@@ -48,6 +48,17 @@ def test_empty_bars_and_pitch_classes() -> None:
     assert upc[0] == 3 and math.isnan(upc[1])
 
 
+def test_notes_a_bar_count_each_note_once_where_it_is_struck() -> None:
+    from antiphon.models.rollmetrics import notes_per_bar
+
+    r = rolls_of(
+        [(0, 0, 4, 60), (0, 4, 8, 64), (0, 8, 16, 67), (0, 0, 2, 72)],  # 4 notes in bar 0
+        [(0, 8, 16, 60), (1, 0, 16, 60)],  # held over the barline: struck once, in bar 0
+    )
+    assert notes_per_bar(r).tolist() == [2.0, 0.5]  # per bar, over both bars
+    assert roll_metrics(r, 4, LO).notes_per_bar == [2.0, 0.5]
+
+
 def test_qualified_notes_threshold_rescaled_to_the_grid() -> None:
     assert qualified_threshold(24) == 3  # the paper's grid: 3 steps, a 32nd note
     assert qualified_threshold(12) == 2 and qualified_threshold(4) == 1
@@ -283,6 +294,36 @@ def test_from_scratch_the_voices_harmonise_the_lead_as_written(harmonize: bool) 
             b = m(*other_lead, line, torch.tensor([given]))[:, others]
             # from scratch the others follow the lead as written; given, the given line
             assert (not torch.allclose(a, b)) == follows
+
+
+def test_a_checkpoint_written_before_the_newer_options_loads_as_it_was() -> None:
+    """A checkpoint holds every config field of its day and its generators' pitch layers at
+    the end of ``net``: it exports and resumes as the model it was."""
+    from antiphon.models.musegan import MuseGANConfig
+    from antiphon.models.registry import family
+
+    old = {"bars": 2, "steps_per_beat": 4, "n_pitches": 24, "z_size": 8, "pitch_lo": 48,
+           "note_steps_per_beat": 2, "monophonic": True}  # fmt: skip
+    torch.manual_seed(0)
+    model = family("musegan").build_written(old)
+    c = model.config
+    assert not (c.shared_generator or c.given_classes or c.harmonize_lead or c.critic_chroma)
+    assert MuseGANConfig.written({"steps_per_beat": 4}).note_steps_per_beat == 4
+    state = {}
+    for key, value in model.state_dict().items():  # the layout it was saved in
+        head, sep, tail = key.partition(".pitch.")
+        if sep:
+            j, _, rest = tail.partition(".")
+            key = f"{head}.net.{len(model.generators[0].net) + int(j)}.{rest}"
+        state[key] = value
+    again = family("musegan").build_written(old)
+    again.load_state_dict(state)
+    z = model.latents(1, torch.Generator().manual_seed(2))
+    cond = torch.zeros(1, c.bars, c.steps, c.n_pitches)
+    with torch.no_grad():
+        assert torch.equal(
+            model.eval()(*z, cond, torch.zeros(1)), again.eval()(*z, cond, torch.zeros(1))
+        )
 
 
 def test_a_note_grid_that_does_not_divide_the_beat_is_a_clear_error() -> None:
