@@ -174,6 +174,14 @@ class MuseGANConfig:
         return cls.from_dict({**before, **d})
 
 
+def pitch_classes(c: MuseGANConfig) -> torch.Tensor:
+    """(pitches, 12): each key of the roll to its pitch class (a chroma is ``roll @ this``)."""
+    keys = torch.arange(c.n_pitches)
+    fold = torch.zeros(c.n_pitches, 12)
+    fold[keys, (c.pitch_lo + keys) % 12] = 1.0
+    return fold
+
+
 def _ups(steps: int, pitches: int) -> int:
     """How many stride-2 layers take (steps, pitches) down to a small seed: both must halve
     evenly that many times."""
@@ -309,8 +317,7 @@ class MuseGAN(nn.Module):
             self.shared = BarGenerator(c, 2 * Z + c.condition + 1, head=False)
             width += self.shared.channels
         octave = 12 if c.n_pitches % 12 == 0 else c.n_pitches
-        fold = torch.zeros(c.n_pitches, 12)
-        fold[torch.arange(c.n_pitches), (c.pitch_lo + torch.arange(c.n_pitches)) % 12] = 1.0
+        fold = pitch_classes(c)
         self.register_buffer("fold", fold / c.hold, persistent=False)
         self.octaves = c.n_pitches // octave
         self.generators = nn.ModuleList(
@@ -406,8 +413,7 @@ class ChromaStream(nn.Module):
     def __init__(self, c: MuseGANConfig, width: int = 32, out: int = 32) -> None:
         super().__init__()
         self.c = c
-        fold = torch.zeros(c.n_pitches, 12)
-        fold[torch.arange(c.n_pitches), (c.pitch_lo + torch.arange(c.n_pitches)) % 12] = 1.0
+        fold = pitch_classes(c)
         self.register_buffer("fold", fold / c.steps_per_beat, persistent=False)
         # up[k, p] = (p + k) % 12: row k of a chroma read k semitones up
         up = (torch.arange(12).view(1, 12) + torch.arange(12).view(12, 1)) % 12
