@@ -318,7 +318,7 @@ class MuseGAN(nn.Module):
             width += self.shared.channels
         octave = 12 if c.n_pitches % 12 == 0 else c.n_pitches
         fold = pitch_classes(c)
-        self.register_buffer("fold", fold / c.hold, persistent=False)
+        self.register_buffer("fold", fold, persistent=False)
         self.octaves = c.n_pitches // octave
         self.generators = nn.ModuleList(
             BarGenerator(c, features, shared=width) for _ in range(c.tracks)
@@ -350,7 +350,7 @@ class MuseGAN(nn.Module):
             # The given line's pitch classes each generator step (the share of it each
             # sounds): what the voices harmonise, key for key.
             line = condition.reshape(B * bars, c.note_steps, c.hold, c.n_pitches).sum(2)
-            given_classes = (line @ self.fold) * flag.reshape(B * bars, 1, 1)
+            given_classes = (line @ self.fold) / c.hold * flag.reshape(B * bars, 1, 1)
 
         def track(t: int, classes: torch.Tensor | None) -> torch.Tensor:
             """Track ``t``'s probabilities (B * bars, note_steps, pitches)."""
@@ -383,7 +383,7 @@ class MuseGAN(nn.Module):
             # From scratch the others harmonise the lead voice as written (its keys at
             # temperature 0, the gradient passed straight through), as they would a
             # given line; given, the given line.
-            played = binarized(probs[lead], "st", c.monophonic) @ (self.fold * c.hold)
+            played = binarized(probs[lead], "st", c.monophonic) @ self.fold
             keep = flag.reshape(B * bars, 1, 1)
             classes = keep * given_classes + (1 - keep) * played
         for t in range(c.tracks):
