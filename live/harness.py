@@ -222,6 +222,7 @@ class Player:
         self._lock = threading.Lock()
         self._ts: list[float] = []
         self._sent_cycle: dict[float, int] = {}
+        self.sent_note_ons = 0
         with JACK_LOCK:  # no frame-counter read of this process while a client opens
             self.out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=self.client)
             self.out.open_port(self._find(self.out.get_ports(), f"{self.daemon_name}:in"))
@@ -265,6 +266,8 @@ class Player:
     def send(self, data: Sequence[int]) -> float:
         t = time.perf_counter()
         self.out.send_message(list(data))
+        if len(data) == 3 and data[0] & 0xF0 == 0x90 and data[2] > 0:
+            self.sent_note_ons += 1
         cycle = self.inp.cycle_now()
         if cycle is not None:
             with self._lock:
