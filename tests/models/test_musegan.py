@@ -296,6 +296,33 @@ def test_from_scratch_the_voices_harmonise_the_lead_as_written(harmonize: bool) 
             assert (not torch.allclose(a, b)) == follows
 
 
+@pytest.mark.parametrize("chain", [True, False])
+def test_each_harmony_voice_hears_the_voices_written_before_it(chain: bool) -> None:
+    """Accompanying a given line, the bass is written first and the inner voices hear its
+    pitch classes as written (``harmonize_chain``): a different bass changes them. Without
+    the chain each voice hears only the given line, and the bass's own latent reaches no
+    other voice."""
+    from antiphon.models.musegan import MuseGAN, MuseGANConfig
+
+    c = MuseGANConfig(bars=2, steps_per_beat=4, note_steps_per_beat=1, n_pitches=24,
+                      pitch_lo=48, z_size=8, harmonize_chain=chain)  # fmt: skip
+    torch.manual_seed(0)
+    m = MuseGAN(c).eval()
+    z = m.latents(1, torch.Generator().manual_seed(1))
+    bass, inner, lead = c.tracks - 1, [1, 2], c.accompany_track
+    other_bass, g = [t.clone() for t in z], torch.Generator().manual_seed(5)
+    for i in (2, 3):  # the bass's own latents, time-independent and temporal
+        other_bass[i][:, bass] = torch.randn(c.z_size, generator=g) * 3
+    line = torch.zeros(1, c.bars, c.steps, c.n_pitches)
+    line[..., 7] = 1.0
+    with torch.no_grad():
+        a = m(*z, line, torch.ones(1))
+        b = m(*other_bass, line, torch.ones(1))
+    assert not torch.equal(a[:, bass].argmax(-1), b[:, bass].argmax(-1))  # another bass
+    assert (not torch.allclose(a[:, inner], b[:, inner])) == chain
+    assert torch.allclose(a[:, lead], b[:, lead])  # written before the bass: deaf to it
+
+
 def test_a_checkpoint_written_before_the_newer_options_loads_as_it_was() -> None:
     """A checkpoint holds every config field of its day and its generators' pitch layers at
     the end of ``net``: it exports and resumes as the model it was."""
@@ -308,6 +335,7 @@ def test_a_checkpoint_written_before_the_newer_options_loads_as_it_was() -> None
     model = family("musegan").build_written(old)
     c = model.config
     assert not (c.shared_generator or c.given_classes or c.harmonize_lead or c.critic_chroma)
+    assert not c.harmonize_chain
     assert MuseGANConfig.written({"steps_per_beat": 4}).note_steps_per_beat == 4
     state = {}
     for key, value in model.state_dict().items():  # the layout it was saved in
