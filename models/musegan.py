@@ -321,8 +321,9 @@ class MuseGAN(nn.Module):
         self.condition_encoder = BarEncoder(c, 1, 8, c.condition)
         features = 4 * Z + c.condition + 1
         self.shared: BarGenerator | None = None
-        chain = c.given_classes and c.harmonize_chain
-        width = 12 * (c.given_classes + chain)
+        # the harmony written so far joins each track's classes (harmonize_chain)
+        self.chain = c.given_classes and c.harmonize_chain
+        width = 12 * (c.given_classes + self.chain)
         if c.shared_generator:
             self.shared = BarGenerator(c, 2 * Z + c.condition + 1, head=False)
             width += self.shared.channels
@@ -388,7 +389,7 @@ class MuseGAN(nn.Module):
         lead = c.accompany_track
         probs: list[torch.Tensor | None] = [None] * c.tracks
         written = None  # the pitch classes of the harmony written so far (harmonize_chain)
-        if given_classes is not None and c.harmonize_chain:
+        if given_classes is not None and self.chain:
             written = torch.zeros_like(given_classes)
         probs[lead] = track(lead, _beside(given_classes, written))
         classes = given_classes
