@@ -81,9 +81,14 @@ def _overrides(items: list[str] | None) -> dict:
         key, _, value = item.partition("=")
         if not value:
             raise UserError(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key] = (
-            json.loads(value) if value[0].isdigit() or value in ("true", "false") else value
-        )
+        if value.lower() in ("true", "false"):  # Python's True/False too: "False" is truthy
+            overrides[key] = value.lower() == "true"
+        else:
+            try:
+                number = value.lstrip("-")[:1].isdigit()
+                overrides[key] = json.loads(value) if number else value
+            except ValueError:  # "1.2.3": the family's config says what it wants
+                overrides[key] = value
     return overrides
 
 

@@ -115,8 +115,8 @@ class CRNNGANRecipe:
         fake_logits, _ = d(fake)
         return d_loss(real_logits, fake_logits, g.config.label_smoothing)
 
-    def g_loss(self, g: Any, d: Any, batch: dict[str, torch.Tensor]) -> Losses:
-        fake = g.generate(torch.randn_like(batch["noise"]))
+    def g_loss(self, g: Any, d: Any, batch: dict[str, torch.Tensor], noise: torch.Tensor) -> Losses:
+        fake = g.generate(noise)
         fake_logits, fake_feats = d(fake)
         adversarial = g_adversarial(fake_logits)
         if not g.config.feature_matching:

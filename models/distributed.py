@@ -186,6 +186,26 @@ class Runtime:
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=ids)
 
+    def average_gradients(self, params: Any) -> None:
+        """Every rank's gradients replaced by their mean over the ranks, in one all-reduce:
+        what DDP does during backward, for the adversarial families, which it cannot wrap
+        (their step backpropagates G's loss through D, whose gradients there are dropped,
+        and WGAN-GP differentiates D's gradient, which DDP does not support: pytorch issues
+        63812 and 63929). Call it between backward and clipping; parameters without a
+        gradient are left without one, alike on every rank (the same code ran on each)."""
+        if not self.distributed:
+            return
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        torch.distributed.all_reduce(flat)
+        flat /= self.world
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset : offset + g.numel()].view_as(g))
+            offset += g.numel()
+
     def mean(self, value: torch.Tensor) -> float:
         """A scalar averaged over the ranks (the loss of the global batch, for the log)."""
         if not self.distributed:

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from antiphon.models.wholebatch import batch_mean, batch_rows
+
 
 class MinibatchDiscrimination(nn.Module):
     """(B, F) features -> (B, F + kernels): each sample's closeness to the rest of its batch."""
@@ -35,8 +37,10 @@ class MinibatchDiscrimination(nn.Module):
         return self.T.shape[0] + self.kernels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = (x @ self.T).view(-1, self.kernels, self.kernel_dim)  # (B, K, C)
-        dist = (m.unsqueeze(0) - m.unsqueeze(1)).abs().sum(-1)  # (B, B, K) L1 between samples
+        m = (x @ self.T).view(-1, self.kernels, self.kernel_dim)  # (b, K, C)
+        # Against every sample of the batch, the other processes' rows too under torchrun.
+        whole = batch_rows(m)  # (B, K, C)
+        dist = (whole.unsqueeze(0) - m.unsqueeze(1)).abs().sum(-1)  # (b, B, K) L1 between samples
         # exp(-0) = 1 for a sample against itself: subtracted, so a batch of one adds zeros.
         closeness = torch.exp(-dist).sum(1) - 1.0  # (B, K)
         return torch.cat((x, closeness), dim=1)
@@ -44,16 +48,17 @@ class MinibatchDiscrimination(nn.Module):
 
 def feature_matching(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """Squared L2 distance between the batch means of D's features on real and on generated
-    data (every axis but the last is averaged). Real features carry no gradient."""
-    r = real.detach().reshape(-1, real.shape[-1]).mean(0)
-    f = fake.reshape(-1, fake.shape[-1]).mean(0)
+    data (every axis but the last is averaged, over the whole batch under torchrun). Real
+    features carry no gradient."""
+    r = batch_mean(real.detach().reshape(-1, real.shape[-1]))
+    f = batch_mean(fake.reshape(-1, fake.shape[-1]))
     return ((r - f) ** 2).sum()
 
 
 def mean_matching(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """MidiNet's first regulariser: squared L2 distance between the mean real and the mean
     generated sample (for bars: the mean bar), normalised per sample element."""
-    return ((real.detach().mean(0) - fake.mean(0)) ** 2).sum() / real[0].numel()
+    return ((batch_mean(real.detach()) - batch_mean(fake)) ** 2).sum() / real[0].numel()
 
 
 def smoothed_targets(logits: torch.Tensor, real: bool, smoothing: float) -> torch.Tensor:

@@ -17,8 +17,14 @@ into piano rolls for ``models.diversity``. The loop around them is shared:
 
 The checkpoint is the token trainers' format: ``model`` is the generator (what is exported),
 ``discriminator`` and the skip rule's state ride beside it, ``optimizer`` holds both Adams
-(``PairOptimizer``), so ``--resume`` continues exactly. One process: GAN batches are cheap
-and the two players' alternation does not split across ranks.
+(``PairOptimizer``), so ``--resume`` continues exactly.
+
+Under torchrun every process draws the same global batch (and the same fresh noise for G) and
+keeps its rows; the statistics a family reads of the whole batch (feature and mean matching,
+minibatch discrimination, BatchNorm) read it through ``models.wholebatch``, each player's
+gradients are averaged over the processes before clipping (``Runtime.average_gradients``), and
+the skip rule reads the losses of the whole batch, so every process decides alike and N
+processes take the steps one takes. Rank 0 writes the checkpoint, the log and the plot.
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ from antiphon.models.train import (
     save_on_main,
     training_bar,
 )
+from antiphon.models.wholebatch import whole_batch
 
 DIVERSITY_SAMPLES = 64
 DIVERSITY_SEED = 12345
@@ -85,7 +92,8 @@ class Recipe(Protocol):
 
     def d_loss(self, g: Any, d: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor: ...
 
-    def g_loss(self, g: Any, d: Any, batch: dict[str, torch.Tensor]) -> Losses: ...
+    def g_loss(self, g: Any, d: Any, batch: dict[str, torch.Tensor], noise: torch.Tensor) -> Losses:
+        """``noise``: a fresh draw of the batch's ``noise`` shape, for this G update."""
 
     def sample_rolls(self, g: Any, split: NoteSplit, n: int, seed: int) -> np.ndarray: ...
 
@@ -109,9 +117,13 @@ def _adam(params: Any, lr: float, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=lr, betas=(0.5, 0.999), weight_decay=cfg.weight_decay)
 
 
-def _step(loss: torch.Tensor, opt: torch.optim.Optimizer, params: Any, clip: float) -> None:
+def _step(
+    rt: Runtime, loss: torch.Tensor, opt: torch.optim.Optimizer, params: Any, clip: float
+) -> None:
+    params = list(params)
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    rt.average_gradients(params)
     if clip:
         torch.nn.utils.clip_grad_norm_(params, clip)
     opt.step()
@@ -120,8 +132,6 @@ def _step(loss: torch.Tensor, opt: torch.optim.Optimizer, params: Any, clip: flo
 def _train(
     recipe: Recipe, cfg: TrainConfig, rt: Runtime, state: dict | None, say: Any, progress: bool
 ) -> dict:
-    if rt.distributed:
-        raise UserError(f"{cfg.arch} trains in one process: run it without torchrun")
     fam = family(cfg.arch)
     out = Path(cfg.out)
     ckpt_path = out / "ckpt.pt"
@@ -134,10 +144,11 @@ def _train(
     torch.manual_seed(cfg.seed)
 
     grid = Grid.from_dict(state["grid"]) if state else NOTE_GRID
-    corpus = resolve_corpus(cfg.data, cache_dir=cache_root(), progress=progress)
-    data: RowCorpus = read_rows(
-        corpus, recipe.reader, recipe.columns, grid, cache_root() / "gan", progress=progress
-    )
+    with rt.main_first():  # rank 0 builds the caches, the others read them
+        corpus = resolve_corpus(cfg.data, cache_dir=cache_root(), progress=progress)
+        data: RowCorpus = read_rows(
+            corpus, recipe.reader, recipe.columns, grid, cache_root() / "gan", progress=progress
+        )
     s = data.summary
     say(
         f"corpus {corpus.name}: {s['pieces']['train']} train / {s['pieces']['valid']} valid "
@@ -156,6 +167,8 @@ def _train(
     rule = SkipRule()
     use_rule = getattr(c, "skip_rule", True)
     batches = recipe.batches(data["train"], cfg, c, grid)
+    mine = rt.rows(cfg.batch_size)  # this process's rows of every global batch
+    rows = slice(mine.start, mine.stop)
     step, history = 0, []
     glog = GanLog()
     if state:
@@ -206,28 +219,33 @@ def _train(
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg) * group.get("lr_scale", 1.0)
         t0 = time.perf_counter()
-        batch = batches.batch(cfg.batch_size, rt.device)
-        pre = recipe.pretrain_loss(g, batch) if step < pretrain else None
-        if pre is not None:
-            _step(pre, opt.g, g.parameters(), cfg.grad_clip)
-            g_value, d_value = pre.item(), None
-            postfix = {"mle": f"{g_value:.3f}"}
-        else:
-            train_d, train_g = rule.decide() if use_rule else (True, True)
-            dl = recipe.d_loss(g, d, batch)
-            if train_d:
-                _step(dl, opt.d, d.parameters(), cfg.grad_clip)
+        whole = batches.batch(cfg.batch_size, torch.device("cpu"))
+        batch = {k: rt.tensor(v[rows]) for k, v in whole.items()}
+        with whole_batch(rt):
+            pre = recipe.pretrain_loss(g, batch) if step < pretrain else None
+            if pre is not None:
+                _step(rt, pre, opt.g, g.parameters(), cfg.grad_clip)
+                g_value, d_value = rt.mean(pre), None
+                postfix = {"mle": f"{g_value:.3f}"}
             else:
-                skipped["d"] += 1
-            for _ in range(g_updates):
-                gl = recipe.g_loss(g, d, batch)
-                if train_g:
-                    _step(gl.total, opt.g, g.parameters(), cfg.grad_clip)
-            if not train_g:
-                skipped["g"] += 1
-            d_value, g_value = dl.item(), gl.compared.item()
-            rule.update(d_value, g_value)
-            postfix = {"D": f"{d_value:.3f}", "G": f"{g_value:.3f}"}
+                # the losses are the whole batch's: every process decides alike
+                train_d, train_g = rule.decide() if use_rule else (True, True)
+                dl = recipe.d_loss(g, d, batch)
+                if train_d:
+                    _step(rt, dl, opt.d, d.parameters(), cfg.grad_clip)
+                else:
+                    skipped["d"] += 1
+                for _ in range(g_updates):
+                    # each G update draws its own z, the whole batch's (this process's rows)
+                    noise = rt.tensor(torch.randn(whole["noise"].shape)[rows])
+                    gl = recipe.g_loss(g, d, batch, noise)
+                    if train_g:
+                        _step(rt, gl.total, opt.g, g.parameters(), cfg.grad_clip)
+                if not train_g:
+                    skipped["g"] += 1
+                d_value, g_value = rt.mean(dl), rt.mean(gl.compared)
+                rule.update(d_value, g_value)
+                postfix = {"D": f"{d_value:.3f}", "G": f"{g_value:.3f}"}
         step += 1
         spent = phase["pretraining" if pre is not None else "adversarial"]
         spent[0] += time.perf_counter() - t0
@@ -277,11 +295,12 @@ def _train(
         **{f"seconds_per_{k}_step": v[0] / v[1] for k, v in phase.items() if v[1]},
         "device": str(rt.device),
         "precision": "fp32",
-        "processes": 1,
+        "processes": rt.world,
     }
     save(metrics)
-    write_text(out / "metrics.json", json.dumps(metrics, indent=2), what="metrics")
-    glog.write(out)
+    if rt.main:
+        write_text(out / "metrics.json", json.dumps(metrics, indent=2), what="metrics")
+        glog.write(out)
     say(
         f"step {step}: samples {div.distinct_bars:.3f} distinct bars, mean distance "
         f"{div.mean_distance:.3f} (data {data_div.distinct_bars:.3f}, "

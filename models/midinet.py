@@ -37,6 +37,7 @@ from torch import nn
 
 from antiphon.models.gan import MinibatchDiscrimination
 from antiphon.models.midi.bars import CHORD_DIM, STEPS
+from antiphon.models.wholebatch import WholeBatchNorm1d, WholeBatchNorm2d
 
 
 @dataclass
@@ -85,7 +86,7 @@ class Conditioner(nn.Module):
         self.down = nn.ModuleList(
             nn.Conv2d(ch, ch, kernel_size=(2, 1), stride=(2, 1)) for _ in range(3)
         )
-        self.norms = nn.ModuleList(nn.BatchNorm2d(ch) for _ in range(4))
+        self.norms = nn.ModuleList(WholeBatchNorm2d(ch) for _ in range(4))
 
     def forward(self, prev: torch.Tensor) -> list[torch.Tensor]:
         h = F.leaky_relu(self.norms[0](self.over_keys(prev[:, None])), 0.2)  # (B, C, 16, 1)
@@ -105,14 +106,14 @@ class MidiNetGenerator(nn.Module):
         y, ch, g = CHORD_DIM, c.cond_channels, c.base
         self.conditioner = Conditioner(c)
         self.fc1 = nn.Linear(c.noise + y, c.dense)
-        self.bn1 = nn.BatchNorm1d(c.dense)
+        self.bn1 = WholeBatchNorm1d(c.dense)
         self.fc2 = nn.Linear(c.dense + y, 2 * g * 2)
-        self.bn2 = nn.BatchNorm1d(2 * g * 2)
+        self.bn2 = WholeBatchNorm1d(2 * g * 2)
         ins = [2 * g, g, g]
         self.up = nn.ModuleList(
             nn.ConvTranspose2d(i + y + ch, g, kernel_size=(2, 1), stride=(2, 1)) for i in ins
         )
-        self.up_norms = nn.ModuleList(nn.BatchNorm2d(g) for _ in ins)
+        self.up_norms = nn.ModuleList(WholeBatchNorm2d(g) for _ in ins)
         self.to_keys = nn.ConvTranspose2d(g + y + ch, 1, kernel_size=(1, c.width))
 
     def num_params(self) -> int:
@@ -142,7 +143,7 @@ class MidiNetDiscriminator(nn.Module):
         y, d = CHORD_DIM, c.base
         self.conv1 = nn.Conv2d(1 + y, d, kernel_size=(2, c.width), stride=(2, 1))  # (B,d,8,1)
         self.conv2 = nn.Conv2d(d + y, 2 * d, kernel_size=(4, 1), stride=(2, 1))  # (B,2d,3,1)
-        self.bn2 = nn.BatchNorm2d(2 * d)
+        self.bn2 = WholeBatchNorm2d(2 * d)
         flat = 2 * d * ((STEPS // 2 - 4) // 2 + 1)
         self.fc = nn.Linear(flat + y, c.d_dense)
         self.minibatch = (

@@ -122,9 +122,8 @@ class MidiNetRecipe:
         fake_logits, _ = d(fake, batch["chord"])
         return d_loss(real_logits, fake_logits, c.label_smoothing)
 
-    def g_loss(self, g: Any, d: Any, batch: dict[str, torch.Tensor]) -> Losses:
+    def g_loss(self, g: Any, d: Any, batch: dict[str, torch.Tensor], noise: torch.Tensor) -> Losses:
         c = g.config
-        noise = torch.randn_like(batch["noise"])  # each G update draws its own z
         fake = g.bar(noise, batch["prev"], batch["chord"])
         fake_logits, fake_feats = d(fake, batch["chord"])
         with torch.no_grad():

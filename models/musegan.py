@@ -53,6 +53,7 @@ import torch
 from torch import nn
 
 from antiphon.errors import UserError
+from antiphon.models.wholebatch import WholeBatchNorm2d
 
 
 @dataclass
@@ -224,7 +225,7 @@ class BarGenerator(nn.Module):
         pitch (the shared generator's, and the given line's 12 pitch classes); ``head=False``:
         stop there (the shared generator is this, without keys)."""
         super().__init__()
-        norm = (lambda ch: nn.BatchNorm2d(ch)) if c.batchnorm else (lambda ch: nn.Identity())
+        norm = (lambda ch: WholeBatchNorm2d(ch)) if c.batchnorm else (lambda ch: nn.Identity())
         layers: list[nn.Module] = []
         pitch: list[nn.Module] = []
         steps = c.note_steps
@@ -542,9 +543,14 @@ def binarized(probs: torch.Tensor, how: str, monophonic: bool = False) -> torch.
     return probs + (hard - probs).detach()
 
 
-def gradient_penalty(critic: Critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """WGAN-GP: (||grad D(x)|| - 1)^2 at random points between real and fake samples."""
-    a = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device)
+def gradient_penalty(
+    critic: Critic, real: torch.Tensor, fake: torch.Tensor, a: torch.Tensor | None = None
+) -> torch.Tensor:
+    """WGAN-GP: (||grad D(x)|| - 1)^2 at random points between real and fake samples, at
+    ``a`` of the way from fake to real (drawn here where not given: a rank of a shared batch
+    is given its rows of the whole batch's draw)."""
+    if a is None:
+        a = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device)
     x = (a * real + (1 - a) * fake).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()

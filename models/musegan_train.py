@@ -11,6 +11,11 @@ Every ``eval_every`` steps the D and G losses and the diversity of 32 fixed-seed
 (``models.diversity``, beside the training data's) go to ``OUT/gan-log.json`` and its
 plot; at the end MuseGAN's metrics of 64 generated phrases and of 64 training phrases
 (``models.rollmetrics``) go to ``metrics.json``.
+
+Under torchrun every process draws the same global batches, latents and penalty points and
+keeps its rows; the generator's BatchNorm reads the whole batch (``models.wholebatch``), each
+player's gradients are averaged over the processes, and rank 0 writes. The critic judges each
+phrase alone (WGAN-GP has no BatchNorm in it), so its penalty is a mean over rows like its loss.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from antiphon.atomic import atomic_file, write_text
 from antiphon.errors import UserError
 from antiphon.models.corpus import Corpus, resolve_corpus
 from antiphon.models.dataset import cache_root, corpus_cache_key, progress_interval
-from antiphon.models.distributed import launch_env, setup
+from antiphon.models.distributed import Runtime
 from antiphon.models.diversity import diversity
 from antiphon.models.gan import PairOptimizer
 from antiphon.models.gan_log import GanLog
@@ -52,10 +57,12 @@ from antiphon.models.train import (
     lr_at,
     resume_checkpoint,
     resumed_config,
+    run_on_runtime,
     save_atomic,
     training_bar,
     versions,
 )
+from antiphon.models.wholebatch import whole_batch
 
 _CACHE_FORMAT = 1
 SAMPLES = 32  # phrases per diversity point
@@ -156,16 +163,18 @@ def train_musegan(
     cfg: TrainConfig, *, resume: bool = False, progress: bool = True, log: Any = None
 ):
     say = log or (lambda msg: None)
-    out = Path(cfg.out)
-    ckpt_path = out / "ckpt.pt"
     state = None
     if resume:
-        state = resume_checkpoint(ckpt_path, say)
+        state = resume_checkpoint(Path(cfg.out) / "ckpt.pt", say)
         cfg = resumed_config(state, cfg)
+    return run_on_runtime(_train, cfg, state, say, progress)
+
+
+def _train(cfg: TrainConfig, rt: Runtime, state: dict | None, say: Any, progress: bool) -> dict:
+    out = Path(cfg.out)
+    ckpt_path = out / "ckpt.pt"
+    if state:
         say(f"resuming {ckpt_path} at step {state['step']}")
-    if launch_env()[1] > 1:
-        raise UserError(f"{cfg.arch} trains in one process; run it without torchrun")
-    rt = setup(cfg.device, cfg.precision)
     torch.set_num_threads(cfg.threads or 1)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -177,8 +186,9 @@ def train_musegan(
         if state
         else MuseGANConfig.from_dict(cfg.model)
     )
-    corpus = resolve_corpus(cfg.data, cache_dir=cache_root(), progress=progress)
-    data = read_phrases(corpus, c, progress=progress)
+    with rt.main_first():  # rank 0 builds the caches, the others read them
+        corpus = resolve_corpus(cfg.data, cache_dir=cache_root(), progress=progress)
+        data = read_phrases(corpus, c, progress=progress)
     say(
         f"corpus {corpus.name}: {len(data.train):,} train / {len(data.valid):,} valid phrases "
         f"of {c.tracks} voices x {c.bars} bars, {data.summary['unreadable']} unreadable"
@@ -214,15 +224,18 @@ def train_musegan(
         f"{sum(p.numel() for p in critic.parameters()):,} in the critic, on {rt.describe()}"
     )
 
+    mine = rt.rows(cfg.batch_size)  # this process's rows of every global batch
+    rows = slice(mine.start, mine.stop)
+
     def batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        rows = rng.integers(0, len(data.train), cfg.batch_size)
-        shifts = rng.integers(-cfg.transpose, cfg.transpose + 1, cfg.batch_size)
-        real = torch.from_numpy(transposed(data.train[rows], shifts).astype(np.float32))
-        given = torch.from_numpy((rng.random(cfg.batch_size) < c.accompany_rate).astype(np.float32))
-        return real.to(rt.device), given.to(rt.device), real[:, c.accompany_track].to(rt.device)
+        pick = rng.integers(0, len(data.train), cfg.batch_size)[rows]
+        shifts = rng.integers(-cfg.transpose, cfg.transpose + 1, cfg.batch_size)[rows]
+        real = torch.from_numpy(transposed(data.train[pick], shifts).astype(np.float32))
+        given = (rng.random(cfg.batch_size) < c.accompany_rate).astype(np.float32)[rows]
+        return rt.tensor(real), rt.tensor(given), rt.tensor(real[:, c.accompany_track])
 
     def fake_of(real: torch.Tensor, given: torch.Tensor, line: torch.Tensor) -> torch.Tensor:
-        z = [t.to(rt.device) for t in model.latents(real.shape[0])]
+        z = [rt.tensor(t[rows]) for t in model.latents(cfg.batch_size)]
         fake = binarized(model(*z, line * given.view(-1, 1, 1, 1), given), c.binarize, c.monophonic)
         # A conditioned phrase's given track is the real one, as the critic must judge
         # the other voices around it.
@@ -231,6 +244,11 @@ def train_musegan(
         return fake * (1 - mask) + real * mask
 
     def save(metrics: dict | None = None) -> None:
+        if rt.main:
+            _save(metrics)
+        rt.barrier()
+
+    def _save(metrics: dict | None) -> None:
         out.mkdir(parents=True, exist_ok=True)
         blob = {
             "format": CHECKPOINT_FORMAT,
@@ -260,22 +278,26 @@ def train_musegan(
     while step < cfg.steps:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
-        for _ in range(c.critic_steps):
+        with whole_batch(rt):
+            for _ in range(c.critic_steps):
+                real, given, line = batch()
+                with torch.no_grad():
+                    fake = fake_of(real, given, line)
+                d = critic(fake).mean() - critic(real).mean()
+                a = torch.rand(cfg.batch_size, *([1] * (real.dim() - 1)))[rows]
+                loss = d + c.gp_weight * gradient_penalty(critic, real, fake, rt.tensor(a))
+                opt.d.zero_grad(set_to_none=True)
+                loss.backward()
+                rt.average_gradients(critic.parameters())
+                opt.d.step()
+                d_value = rt.mean(loss)
             real, given, line = batch()
-            with torch.no_grad():
-                fake = fake_of(real, given, line)
-            d = critic(fake).mean() - critic(real).mean()
-            loss = d + c.gp_weight * gradient_penalty(critic, real, fake)
-            opt.d.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.d.step()
-            d_value = float(loss.detach())
-        real, given, line = batch()
-        g_loss = -critic(fake_of(real, given, line)).mean()
-        opt.g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        opt.g.step()
-        g_value = float(g_loss.detach())
+            g_loss = -critic(fake_of(real, given, line)).mean()
+            opt.g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            rt.average_gradients(model.parameters())
+            opt.g.step()
+            g_value = rt.mean(g_loss)
         step += 1
         bar.set_postfix(d=f"{d_value:.3f}", g=f"{g_value:.3f}", refresh=False)
         bar.update()
@@ -309,9 +331,11 @@ def train_musegan(
         "train_seconds": seconds,
         "seconds_per_step": seconds / max(step - first, 1),
         "device": str(rt.device),
+        "processes": rt.world,
     }
     save(metrics)
-    write_text(out / "metrics.json", json.dumps(metrics, indent=2), what="metrics")
+    if rt.main:
+        write_text(out / "metrics.json", json.dumps(metrics, indent=2), what="metrics")
     say(f"{step} steps in {seconds:.0f} s ({metrics['seconds_per_step']:.2f} s a step); "
         f"checkpoint {ckpt_path}")  # fmt: skip
     return {**metrics, "checkpoint": str(ckpt_path)}

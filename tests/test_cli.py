@@ -241,3 +241,11 @@ def test_a_family_trains_with_its_own_steps_and_batch_unless_told_otherwise() ->
     assert (train_config(told).steps, train_config(told).batch_size) == (50, vae.batch_size)
     gru = train_config(build_parser().parse_args(["train", "--arch", "pianoroll-gru"]))
     assert (gru.steps, gru.batch_size) == (1400, 8)
+
+
+def test_set_reads_booleans_as_python_writes_them_and_numbers_as_numbers() -> None:
+    from antiphon.cli import _overrides
+
+    got = _overrides(["a=False", "b=true", "c=-2", "d=1e-3", "e=0.5", "f=name", "g=1.2.3"])
+    # "False" as a string would be truthy: a switch asked off would stay on
+    assert got == {"a": False, "b": True, "c": -2, "d": 1e-3, "e": 0.5, "f": "name", "g": "1.2.3"}
