@@ -96,6 +96,10 @@ class SequenceBatches:
 class CRNNGANRecipe:
     reader = "antiphon.models.crnngan_train:read_notes"
     columns = 4
+    unit = "notes"
+
+    def per_row(self, config: CRNNGANConfig) -> int:
+        return config.block_size
 
     def discriminator(self, config: CRNNGANConfig) -> torch.nn.Module:
         return CRNNDiscriminator(config)

@@ -156,13 +156,22 @@ class Runtime:
         scaler: torch.amp.GradScaler,
         params: Any,
         clip: float,
+        *,
+        average: bool = False,
     ) -> None:
         """One optimizer step on ``loss``: backward (scaled for fp16; DDP averages the
-        gradients over the ranks meanwhile), clipping of the true gradients, step."""
+        gradients over the ranks meanwhile, or with ``average`` this does, for a module DDP
+        does not wrap), clipping of the true gradients (none where ``clip`` is 0), step.
+        Averaged while still scaled: an overflow on one rank then reaches every rank, and
+        each skips the step alike."""
+        params = list(params)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        if average:
+            self.average_gradients(params)
         scaler.unscale_(opt)
-        torch.nn.utils.clip_grad_norm_(params, clip)
+        if clip:
+            torch.nn.utils.clip_grad_norm_(params, clip)
         scaler.step(opt)
         scaler.update()
 

@@ -43,7 +43,7 @@ from antiphon.atomic import write_text
 from antiphon.errors import UserError
 from antiphon.models.corpus import resolve_corpus
 from antiphon.models.dataset import cache_root
-from antiphon.models.distributed import Runtime
+from antiphon.models.distributed import Runtime, Throughput
 from antiphon.models.diversity import Diversity, diversity
 from antiphon.models.gan import PairOptimizer, SkipRule
 from antiphon.models.gan_data import RowCorpus, read_rows
@@ -83,6 +83,11 @@ class Batches(Protocol):
 class Recipe(Protocol):
     reader: str  # "module:function" over (notes, tpq), for models.gan_data
     columns: int
+    unit: str  # what a row of a batch holds, for the throughput ("notes", "bars")
+
+    def per_row(self, config: Any) -> int:
+        """How many ``unit`` a row of a batch holds."""
+        ...
 
     def discriminator(self, config: Any) -> torch.nn.Module: ...
 
@@ -115,18 +120,6 @@ def train_gan(recipe: Recipe, cfg: TrainConfig, *, resume: bool, progress: bool,
 
 def _adam(params: Any, lr: float, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=lr, betas=(0.5, 0.999), weight_decay=cfg.weight_decay)
-
-
-def _step(
-    rt: Runtime, loss: torch.Tensor, opt: torch.optim.Optimizer, params: Any, clip: float
-) -> None:
-    params = list(params)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    rt.average_gradients(params)
-    if clip:
-        torch.nn.utils.clip_grad_norm_(params, clip)
-    opt.step()
 
 
 def _train(
@@ -167,13 +160,17 @@ def _train(
     rule = SkipRule()
     use_rule = getattr(c, "skip_rule", True)
     batches = recipe.batches(data["train"], cfg, c, grid)
+    # One loss scaler a player (enabled for fp16 only): each scales its own backward.
+    scaler_g, scaler_d = rt.scaler(), rt.scaler()
     mine = rt.rows(cfg.batch_size)  # this process's rows of every global batch
     rows = slice(mine.start, mine.stop)
     step, history = 0, []
     glog = GanLog()
     if state:
-        step, history = restore(state, g, opt, batches.rng)
+        step, history = restore(state, g, opt, batches.rng, scaler_g)
         d.load_state_dict(state["discriminator"])
+        if scaler_d.is_enabled() and state.get("d_scaler"):
+            scaler_d.load_state_dict(state["d_scaler"])
         rule.load_state_dict(state.get("skip_rule", {}))
         glog = GanLog.from_dict(state.get("gan_log"))
     if glog.data_diversity is None:
@@ -204,13 +201,19 @@ def _train(
             "discriminator": d.state_dict(),
             "skip_rule": rule.state_dict(),
             "gan_log": glog.to_dict(),
+            "d_scaler": scaler_d.state_dict(),
         }
-        scaler = torch.amp.GradScaler("cpu", enabled=False)
-        save_on_main(rt, ckpt_path, cfg, g, opt, step, batches.rng, scaler, metrics, **fields)
+        save_on_main(rt, ckpt_path, cfg, g, opt, step, batches.rng, scaler_g, metrics, **fields)
 
     g.train()
     d.train()
     bar = training_bar(cfg.steps, step, progress)
+    rate = Throughput(cfg.batch_size * recipe.per_row(c), step)
+    rate_key = f"{recipe.unit}_s"
+
+    def update(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler: Any, params: Any) -> None:
+        rt.optimize(loss, opt, scaler, params, cfg.grad_clip, average=True)
+
     started, first = time.perf_counter(), step
     phase = {"pretraining": [0.0, 0], "adversarial": [0.0, 0]}  # seconds, steps
     d_value = g_value = None
@@ -222,25 +225,31 @@ def _train(
         whole = batches.batch(cfg.batch_size, torch.device("cpu"))
         batch = {k: rt.tensor(v[rows]) for k, v in whole.items()}
         with whole_batch(rt):
-            pre = recipe.pretrain_loss(g, batch) if step < pretrain else None
+            if step < pretrain:
+                with rt.autocast():
+                    pre = recipe.pretrain_loss(g, batch)
+            else:
+                pre = None
             if pre is not None:
-                _step(rt, pre, opt.g, g.parameters(), cfg.grad_clip)
+                update(pre, opt.g, scaler_g, g.parameters())
                 g_value, d_value = rt.mean(pre), None
                 postfix = {"mle": f"{g_value:.3f}"}
             else:
                 # the losses are the whole batch's: every process decides alike
                 train_d, train_g = rule.decide() if use_rule else (True, True)
-                dl = recipe.d_loss(g, d, batch)
+                with rt.autocast():
+                    dl = recipe.d_loss(g, d, batch)
                 if train_d:
-                    _step(rt, dl, opt.d, d.parameters(), cfg.grad_clip)
+                    update(dl, opt.d, scaler_d, d.parameters())
                 else:
                     skipped["d"] += 1
                 for _ in range(g_updates):
                     # each G update draws its own z, the whole batch's (this process's rows)
                     noise = rt.tensor(torch.randn(whole["noise"].shape)[rows])
-                    gl = recipe.g_loss(g, d, batch, noise)
+                    with rt.autocast():
+                        gl = recipe.g_loss(g, d, batch, noise)
                     if train_g:
-                        _step(rt, gl.total, opt.g, g.parameters(), cfg.grad_clip)
+                        update(gl.total, opt.g, scaler_g, g.parameters())
                 if not train_g:
                     skipped["g"] += 1
                 d_value, g_value = rt.mean(dl), rt.mean(gl.compared)
@@ -250,7 +259,7 @@ def _train(
         spent = phase["pretraining" if pre is not None else "adversarial"]
         spent[0] += time.perf_counter() - t0
         spent[1] += 1
-        bar.set_postfix(**postfix, refresh=False)
+        bar.set_postfix(**postfix, **{rate_key: f"{rate(step):,.0f}"}, refresh=False)
         bar.update()
         if step % cfg.eval_every == 0 or step == cfg.steps:
             div = samples_diversity()
@@ -294,7 +303,8 @@ def _train(
         # the two phases cost differently (C-RNN-GAN's adversarial step generates freely)
         **{f"seconds_per_{k}_step": v[0] / v[1] for k, v in phase.items() if v[1]},
         "device": str(rt.device),
-        "precision": "fp32",
+        f"{recipe.unit}_per_second": rate.overall(step),
+        "precision": rt.precision,
         "processes": rt.world,
     }
     save(metrics)

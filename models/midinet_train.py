@@ -104,6 +104,10 @@ def bars_of_rolls(probs: np.ndarray) -> np.ndarray:
 class MidiNetRecipe:
     reader = "antiphon.models.midinet_train:read_bars"
     columns = STEPS + 1
+    unit = "bars"
+
+    def per_row(self, config: MidiNetConfig) -> int:
+        return 1
 
     def discriminator(self, config: MidiNetConfig) -> torch.nn.Module:
         return MidiNetDiscriminator(config)

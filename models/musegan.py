@@ -46,6 +46,8 @@ probabilities: drawing or thresholding notes from them is the caller's
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -544,13 +546,25 @@ def binarized(probs: torch.Tensor, how: str, monophonic: bool = False) -> torch.
 
 
 def gradient_penalty(
-    critic: Critic, real: torch.Tensor, fake: torch.Tensor, a: torch.Tensor | None = None
+    critic: Critic,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    a: torch.Tensor | None = None,
+    *,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    scale: float = 1.0,
 ) -> torch.Tensor:
     """WGAN-GP: (||grad D(x)|| - 1)^2 at random points between real and fake samples, at
     ``a`` of the way from fake to real (drawn here where not given: a rank of a shared batch
-    is given its rows of the whole batch's draw)."""
+    is given its rows of the whole batch's draw). Mixed precision as PyTorch's AMP recipe
+    for gradient penalties has it: the critic runs under ``autocast``, its gradient is taken
+    of its output times ``scale`` (fp16's loss scale: small gradients would flush to zero)
+    outside autocast, and unscaled to fp32 before the norm."""
     if a is None:
         a = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device)
-    x = (a * real + (1 - a) * fake).requires_grad_(True)
-    (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+    x = (a * real + (1 - a) * fake).float().requires_grad_(True)
+    with autocast():
+        out = critic(x).float().sum()
+    (grad,) = torch.autograd.grad(out * scale, x, create_graph=True)
+    grad = grad.float() / scale
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()

@@ -36,7 +36,7 @@ from antiphon.atomic import atomic_file, write_text
 from antiphon.errors import UserError
 from antiphon.models.corpus import Corpus, resolve_corpus
 from antiphon.models.dataset import cache_root, corpus_cache_key, progress_interval
-from antiphon.models.distributed import Runtime
+from antiphon.models.distributed import Runtime, Throughput
 from antiphon.models.diversity import diversity
 from antiphon.models.gan import PairOptimizer
 from antiphon.models.gan_log import GanLog
@@ -208,6 +208,8 @@ def _train(cfg: TrainConfig, rt: Runtime, state: dict | None, say: Any, progress
     )
     rng = np.random.default_rng(cfg.seed)
     step = 0
+    # One loss scaler a player (enabled for fp16 only): each scales its own backward.
+    scaler_g, scaler_d = rt.scaler(), rt.scaler()
     gan_log = GanLog(
         diversity(_flat(data.train[rng.permutation(len(data.train))[:SAMPLES]]), c.steps)
     )
@@ -219,6 +221,9 @@ def _train(cfg: TrainConfig, rt: Runtime, state: dict | None, say: Any, progress
         torch.set_rng_state(state["torch_rng"])
         step = state["step"]
         gan_log = GanLog.from_dict(state.get("gan_log"))
+        for scaler, key in ((scaler_g, "scaler"), (scaler_d, "d_scaler")):
+            if scaler.is_enabled() and state.get(key):
+                scaler.load_state_dict(state[key])
     say(
         f"{cfg.arch}: {model.num_params():,} generator parameters, "
         f"{sum(p.numel() for p in critic.parameters()):,} in the critic, on {rt.describe()}"
@@ -266,6 +271,8 @@ def _train(cfg: TrainConfig, rt: Runtime, state: dict | None, say: Any, progress
             "versions": versions(),
             "sampler_rng": rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
+            "scaler": scaler_g.state_dict(),
+            "d_scaler": scaler_d.state_dict(),
         }
         save_atomic(blob, ckpt_path)
         gan_log.write(out)
@@ -274,6 +281,8 @@ def _train(cfg: TrainConfig, rt: Runtime, state: dict | None, say: Any, progress
     first = step
     model.train()
     bar = training_bar(cfg.steps, step, progress)
+    # phrases through the players a second: each critic update and the G update draw a batch
+    rate = Throughput(cfg.batch_size * (c.critic_steps + 1), step)
     d_value = g_value = float("nan")
     while step < cfg.steps:
         for group in opt.param_groups:
@@ -281,25 +290,27 @@ def _train(cfg: TrainConfig, rt: Runtime, state: dict | None, say: Any, progress
         with whole_batch(rt):
             for _ in range(c.critic_steps):
                 real, given, line = batch()
-                with torch.no_grad():
+                with torch.no_grad(), rt.autocast():
                     fake = fake_of(real, given, line)
-                d = critic(fake).mean() - critic(real).mean()
-                a = torch.rand(cfg.batch_size, *([1] * (real.dim() - 1)))[rows]
-                loss = d + c.gp_weight * gradient_penalty(critic, real, fake, rt.tensor(a))
-                opt.d.zero_grad(set_to_none=True)
-                loss.backward()
-                rt.average_gradients(critic.parameters())
-                opt.d.step()
+                with rt.autocast():
+                    d = critic(fake).float().mean() - critic(real).float().mean()
+                a = rt.tensor(torch.rand(cfg.batch_size, *([1] * (real.dim() - 1)))[rows])
+                gp = gradient_penalty(
+                    critic, real, fake, a, autocast=rt.autocast, scale=scaler_d.get_scale()
+                )
+                loss = d + c.gp_weight * gp
+                # no clipping: WGAN-GP's penalty is what bounds the critic
+                rt.optimize(loss, opt.d, scaler_d, critic.parameters(), 0.0, average=True)
                 d_value = rt.mean(loss)
             real, given, line = batch()
-            g_loss = -critic(fake_of(real, given, line)).mean()
-            opt.g.zero_grad(set_to_none=True)
-            g_loss.backward()
-            rt.average_gradients(model.parameters())
-            opt.g.step()
+            with rt.autocast():
+                g_loss = -critic(fake_of(real, given, line)).float().mean()
+            rt.optimize(g_loss, opt.g, scaler_g, model.parameters(), 0.0, average=True)
             g_value = rt.mean(g_loss)
         step += 1
-        bar.set_postfix(d=f"{d_value:.3f}", g=f"{g_value:.3f}", refresh=False)
+        bar.set_postfix(
+            d=f"{d_value:.3f}", g=f"{g_value:.3f}", phrases_s=f"{rate(step):,.1f}", refresh=False
+        )
         bar.update()
         if step % cfg.eval_every == 0 or step == cfg.steps:
             samples = diversity(_flat(generate(model, SAMPLES, cfg.seed)), c.steps)
@@ -330,7 +341,9 @@ def _train(cfg: TrainConfig, rt: Runtime, state: dict | None, say: Any, progress
         "params": model.num_params(),
         "train_seconds": seconds,
         "seconds_per_step": seconds / max(step - first, 1),
+        "phrases_per_second": rate.overall(step),
         "device": str(rt.device),
+        "precision": rt.precision,
         "processes": rt.world,
     }
     save(metrics)

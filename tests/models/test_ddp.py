@@ -11,7 +11,6 @@ registered family is run both ways for a few steps.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -41,7 +40,7 @@ def _config(corpus: Path, out: Path, steps: int) -> TrainConfig:
 
 def _args(cfg: TrainConfig) -> list[str]:
     """The command line of ``cfg`` (what the tests set: the rest are the defaults of both)."""
-    sets = [a for k, v in cfg.model.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    sets = [a for k, v in cfg.model.items() for a in ("--set", f"{k}={v}")]
     return [
         "--arch", cfg.arch, "--data", cfg.data, "--out", cfg.out, "--steps", str(cfg.steps),
         "--batch-size", str(cfg.batch_size), "--block-size", str(cfg.block_size),

@@ -204,3 +204,71 @@ def test_fp16_scales_the_loss_and_a_resumed_run_keeps_the_scale(
     assert scaler["scale"] == 2.0**16 and scaler["_growth_tracker"] == 4  # 4 finite steps
     _, scaler = run(6, ckpt)
     assert scaler["_growth_tracker"] == 6  # the resumed run counted on from 4
+
+
+@pytest.mark.parametrize("arch", ["crnn-gan", "midinet", "musegan"])
+def test_a_gan_trains_in_bf16_autocast_and_reports_its_throughput(
+    arch: str, synth_corpus: Path, tmp_path: Path
+) -> None:
+    from antiphon.models.train import train
+    from tests.families import TINY
+
+    extra = {"crnn-gan": {"pretrain_steps": 1}, "musegan": {"batchnorm": True}}.get(arch, {})
+    cfg = tiny_training(
+        synth_corpus, tmp_path / arch, 3, arch=arch, lr=TINY[arch]["lr"], eval_every=3,
+        precision="bf16", model={**TINY[arch]["model"], **extra},
+    )  # fmt: skip
+    result = train(cfg, progress=False)
+    assert result["precision"] == "bf16"
+    rate = [k for k in result if k.endswith("_per_second")]
+    assert rate and result[rate[0]] > 0
+    rows = load_gan_rows(tmp_path / arch)
+    assert rows[-1]["step"] == 3 and np.isfinite([rows[-1]["d_loss"], rows[-1]["g_loss"]]).all()
+
+
+def load_gan_rows(out: Path) -> list[dict]:
+    from antiphon.models.train import load_checkpoint
+
+    return load_checkpoint(out / "ckpt.pt")["gan_log"]["rows"]
+
+
+@pytest.mark.parametrize("arch", ["midinet", "musegan"])
+def test_each_gan_player_scales_its_fp16_loss_and_a_resumed_run_keeps_both_scales(
+    arch: str, synth_corpus: Path, tmp_path: Path
+) -> None:
+    """fp16 autocast on the CPU (convolutions run there), the Runtime made as ``setup``
+    makes it on a GPU. Each player has its own scaler: at the start of training an fp16
+    backward overflows at 2^16 now and then, and the scaler of that player alone backs off.
+    A run stopped at step 4 and resumed to 6 (a flat rate after warmup: both share steps 1-4)
+    ends with the scalers and losses of a straight run."""
+    from antiphon.models import gan_train, musegan_train
+    from antiphon.models.midinet_train import MidiNetRecipe
+    from antiphon.models.train import resume_checkpoint, resumed_config
+    from tests.families import TINY
+
+    rt = Runtime(CPU, "fp16")
+    extra = {"batchnorm": True} if arch == "musegan" else {}
+
+    def run(out: Path, steps: int, state: dict | None = None) -> dict:
+        cfg = tiny_training(
+            synth_corpus, out, steps, arch=arch, lr=TINY[arch]["lr"], min_lr=TINY[arch]["lr"],
+            eval_every=2, model={**TINY[arch]["model"], **extra},
+        )  # fmt: skip
+        if state is not None:
+            cfg = resumed_config(state, cfg)
+        if arch == "musegan":
+            musegan_train._train(cfg, rt, state, lambda msg: None, False)
+        else:
+            gan_train._train(MidiNetRecipe(), cfg, rt, state, lambda msg: None, False)
+        return resume_checkpoint(out / "ckpt.pt")
+
+    straight = run(tmp_path / "straight", 6)
+    assert straight["metrics"]["precision"] == "fp16"
+    assert np.isfinite([r["d_loss"] for r in straight["gan_log"]["rows"]]).all()
+    assert all(straight[k]["scale"] <= 2.0**16 for k in ("scaler", "d_scaler"))
+    resumed = run(tmp_path / "resumed", 6, run(tmp_path / "resumed", 4))
+    for key in ("scaler", "d_scaler"):
+        assert resumed[key] == straight[key]
+    assert [r["g_loss"] for r in resumed["gan_log"]["rows"]] == [
+        r["g_loss"] for r in straight["gan_log"]["rows"]
+    ]
