@@ -144,6 +144,11 @@ class DaemonConfig:
         return self
 
 
+# Seconds ahead of its time each note goes out on JACK: more than the note thread's usual
+# wake-up delay (40-200 us measured under --load 2), less than a period at any buffer size.
+JACK_LEAD = 0.0003
+
+
 class EchoOutput(MidiOutput):
     """Sends to the real port and hands every sent message back to the input thread, so
     antiphon's own notes enter the context (and the recording) exactly as played."""
@@ -251,6 +256,9 @@ class Daemon:
             realtime_priority=REALTIME_PRIORITY if self._realtime() else None,
             realtime_asked=config.realtime is True,
             mark=lambda: self.input.cycle_now(),
+            # JACK plays a send at the next cycle, so a send ahead by this much costs nothing
+            # and puts a first note due on a cycle's start in that cycle (Scheduler.lead)
+            lead=JACK_LEAD if getattr(self.output.inner, "backend", None) == "jack" else 0.0,
         )
         self.performer = Performer(
             self.voice,
@@ -727,14 +735,16 @@ class Daemon:
             else:
                 unsounded = "released before its first note"
         late_ms = heard = None
+        error = 0.0
         if sent is not None and s.first_note_time is not None:
             late_ms = (sent - s.first_note_time) * 1e3
         if sent is not None:
             # Both on JACK's timeline, as a listener on the port hears them: the phrase end
             # from the start of the cycle that brought the last release, the answer from
-            # the start of the cycle after the one its first note was sent in.
-            before, after = self.scheduler.first_mark(s.answer)
-            heard = self.input.heard_after(sent, after, before)
+            # the start of the cycle that carried its first note (JackCycles.heard: where
+            # that could be either of two, the middle, and half their gap as the error).
+            before, after, returned = self.scheduler.first_mark(s.answer)
+            heard, error = self.input.heard_after(sent, after, before, returned)
         late_events, worst_late = self.scheduler.take_late()
         gc_pauses, gc_longest = self.collector.take()
         return {
@@ -742,6 +752,9 @@ class Daemon:
             "first_note_planned": s.first_note_time,
             "first_note_sent": sent,
             "latency_ms": None if heard is None else (heard - s.phrase_end) * 1e3,
+            # how far latency_ms can be off: 0, or half a period where the first note went
+            # out at a cycle's edge and either cycle may have carried it
+            "latency_error_ms": None if heard is None else error * 1e3,
             "sent_ms": None if sent is None else (sent - s.phrase_end) * 1e3,
             "late": late_ms is not None and late_ms > LATE_MS,
             "late_ms": late_ms,

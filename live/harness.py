@@ -261,7 +261,7 @@ class Player:
         start of JACK's next cycle (the daemon dates its input by that cycle too)."""
         with self._lock:
             cycle = self._sent_cycle.get(sent)
-        return self.inp.heard_after(sent, cycle)
+        return self.inp.heard_after(sent, cycle)[0]
 
     def send(self, data: Sequence[int]) -> float:
         t = time.perf_counter()

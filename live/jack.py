@@ -119,7 +119,11 @@ class _Reader:
         ``since`` is read between two clock reads, and read again while they lie more than
         ``SINCE_BRACKET`` apart: a thread preempted between reading it and the clock dated
         the cycle that much late (0.15 ms, traced in a loaded run: the daemon then thought
-        the cycle began after a send it had in fact carried on to the next one)."""
+        the cycle began after a send it had in fact carried on to the next one).
+
+        ``since`` is whole frames, rounded down (jack2's ``FramesSinceCycleStart``): the
+        start lies between ``since`` and ``since + 1`` frames back, so half a frame more is
+        taken (the estimate was 0-21 us late at 48 kHz, 10 us on average)."""
         if not self.rate:
             return None
         for _ in range(SINCE_READS):
@@ -134,7 +138,7 @@ class _Reader:
             if after - before <= SINCE_BRACKET:
                 break
         # Still wide after the retries: the middle, at most half the bracket either way.
-        return (before + after) / 2 - since / self.rate
+        return (before + after) / 2 - (since + 0.5) / self.rate
 
     def round_trip(self) -> None:
         """One request to the server and its answer (asking for our own client's UUID)."""
@@ -343,6 +347,11 @@ class JackCycles:
     """
 
     KEEP = 1 << 13  # observed starts kept: about 10 s at 64 frames
+    # ``heard``: how far into a cycle the sending client's callback can run (95 us measured
+    # under --load 2, the start's estimate +-10 us in that), and how long before a cycle's
+    # estimated start a send must have returned to be sure it was in the ring in time.
+    EDGE = 150e-6
+    EARLY = 25e-6
 
     def __init__(
         self,
@@ -461,25 +470,44 @@ class JackCycles:
         begun, nxt = self._around(t)
         return begun + self.period if nxt is None else nxt
 
-    def carried(self, t: float, frame: int | None, before: int | None = None) -> float:
-        """When what was sent at ``t`` is heard, ``frame`` being the counter read right after
-        the send (and ``before`` the one right before it, where read). A cycle that began
-        between the two carried it (the message was in the ring before that cycle's
-        callbacks ran): the first cycle start after ``t``. Else the first cycle after
-        ``frame``'s, once seen: the send came after that cycle's callbacks had run, whatever
-        the clock says (a cycle dated a hair after ``t`` would put it a cycle early). A read
-        that came late (the thread preempted after its send, or a short cycle of the dummy
-        driver catching up) no longer puts it a cycle late.
+    def heard(
+        self,
+        sent: float,
+        frame: int | None,
+        before: int | None = None,
+        returned: float | None = None,
+    ) -> tuple[float, float]:
+        """When what was sent at ``sent`` (the clock read right before the send; ``returned``:
+        right after it) is heard, and how far off that can be: ``frame`` is the counter read
+        right after the send, ``before`` the one right before it.
 
-        Where the counter read before the send is ``frame`` already, no cycle began between
-        them whatever the estimate of its start says: that estimate can lie ~0.1 ms late
-        (seen: two first notes sent 0.03 and 0.08 ms before their cycle's estimated start
-        were heard a cycle after it)."""
-        if frame is not None:
-            began = self.began(frame)
-            if began is not None and began > t and before != frame:
-                return self.next_start(t)
-            after = self.first_after(frame)
-            if after is not None:
-                return after
-        return self.next_start(t)
+        A message is heard at the start of the first cycle whose callback of the sending
+        client ran after the send. That callback runs some way into its cycle: measured here
+        (``jackd -R``, the dummy driver, 64 frames; 4,000 sends at random moments against a
+        listener, quiet and beside two CPU-bound processes), a send 12 us after a cycle's
+        estimated start already missed it, one 95 us after still made it. Nothing a client
+        can read says when that callback ran, so:
+
+        - the counter read before the send showed ``frame`` already (the cycle had begun):
+          sent ``EDGE`` or more into it, the next cycle carried it; sooner, it is either;
+        - a cycle began between the two reads: if the send had returned ``EARLY`` before its
+          estimated start, that cycle carried it; else it is either.
+
+        Where it is either, the middle of the two starts is returned with half their gap as
+        the error, so the figure is off by at most half a period, never by a whole one. The
+        daemon sends a little ahead (``Scheduler.lead``) so that its first notes, due on a
+        cycle's start, are sent well before it and dated exactly."""
+        began = None if frame is None else self.began(frame)
+        if began is None:
+            return self.next_start(sent), 0.0
+        nxt = self.first_after(frame)  # type: ignore[arg-type]
+        if nxt is None:
+            nxt = began + self.period
+        if before == frame:
+            if sent - began >= self.EDGE:
+                return nxt, 0.0
+        elif returned is not None and returned <= began - self.EARLY:
+            return began, 0.0
+        elif sent - began >= self.EDGE:  # ``before`` unread, the send long into the cycle
+            return nxt, 0.0
+        return (began + nxt) / 2, (nxt - began) / 2

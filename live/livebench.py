@@ -61,6 +61,7 @@ class PhraseResult:
     latency_ms: float | None  # None: missed
     daemon_latency_ms: float | None = None  # the daemon's --stats figure for that answer
     daemon_row: bool = False  # whether --stats had a line for it
+    daemon_error_ms: float | None = None  # how far off the daemon says its figure can be
     at: float = 0.0  # seconds into the run
     from_send_ms: float | None = None  # the latency from when the release was sent
     heard_at: float | None = None  # when the ear heard the first answer note
@@ -129,6 +130,13 @@ class LiveBench:
             for r in answered
             if r.daemon_latency_ms is not None and r.latency_ms is not None
         ]
+        exact = [
+            abs(r.latency_ms - r.daemon_latency_ms)
+            for r in answered
+            if r.daemon_latency_ms is not None
+            and r.latency_ms is not None
+            and not r.daemon_error_ms
+        ]
         end = max((r.at for r in self.results), default=0.0)
         first, last = self._lat((0.0, 60.0)), self._lat((max(end - 60.0, 60.0), end + 1))
         by_before: dict[str, list[int]] = {}
@@ -155,6 +163,12 @@ class LiveBench:
             "stats_agree_max_ms": max(agree) if agree else None,
             "stats_agree_within_period": sum(
                 1 for a in agree if self.period_ms is None or a <= self.period_ms
+            ),
+            # rows the daemon dated to one cycle: the listener's within half a period (the
+            # same cycle; a cycle off would still pass "within one period" by microseconds)
+            "stats_exact": len(exact),
+            "stats_exact_same_cycle": sum(
+                1 for a in exact if self.period_ms is None or a < self.period_ms / 2
             ),
             "jitter_p50_ms": pct(self.jitter_ms, 50),
             "jitter_p99_ms": pct(self.jitter_ms, 99),
@@ -443,6 +457,7 @@ def _read_daemon_files(bench: LiveBench, stats: Path, record: Path) -> None:
             row = min(near, key=lambda row: abs(row["phrase_end"] - r.end))
             r.daemon_row = True
             r.daemon_latency_ms = row.get("latency_ms")
+            r.daemon_error_ms = row.get("latency_error_ms")
             r.daemon_end, r.daemon_sent = row["phrase_end"], row.get("first_note_sent")
             if row.get("late_events"):
                 late = (
@@ -597,6 +612,13 @@ def format_live(b: LiveBench) -> str:
             s["stats_agree_max_ms"],
             "ms",
             f"({s['stats_agree_within_period']} within one period)",
+        ),
+        row(
+            "  --stats rows dated to one cycle",
+            s["stats_exact"],
+            "",
+            f"({s['stats_exact_same_cycle']} the listener's cycle; the rest sent at a cycle's "
+            "edge, given +- half a period)",
         ),
         row("  answers the daemon flagged late", s["daemon_late_answers"], ""),
         row(

@@ -417,10 +417,17 @@ class MidiInput:
         runs): a JACK server that was killed or hangs runs none."""
         return 0.0
 
-    def heard_after(self, t: float, cycle: int | None = None, before: int | None = None) -> float:
+    def heard_after(
+        self,
+        t: float,
+        cycle: int | None = None,
+        before: int | None = None,
+        returned: float | None = None,
+    ) -> tuple[float, float]:
         """When what is sent at ``t`` (in ``cycle``; ``before``: the cycle read just before
-        the send) reaches the other side (no transport delay here)."""
-        return t
+        the send; ``returned``: the clock when the send returned) reaches the other side,
+        and how far off that can be (no transport delay here: exact)."""
+        return t, 0.0
 
     def close(self) -> None:
         pass
@@ -634,13 +641,21 @@ class RtMidiInput(MidiInput):
         seen = self.cycles.last_seen()
         return 0.0 if seen is None else max(0.0, self._now() - seen)
 
-    def heard_after(self, t: float, cycle: int | None = None, before: int | None = None) -> float:
+    def heard_after(
+        self,
+        t: float,
+        cycle: int | None = None,
+        before: int | None = None,
+        returned: float | None = None,
+    ) -> tuple[float, float]:
         """When a message sent at ``t`` reaches the ports connected to ours: the start of
-        the JACK cycle that carries it (``JackCycles.carried``). Give the ``cycle_now()``
-        read right after sending (and the one right before, ``before``): from ``t`` alone,
-        a send just after a cycle began but before this reader saw it (up to a poll) would
-        be dated a cycle early."""
-        return t if self.cycles is None else self.cycles.carried(t, cycle, before)
+        the JACK cycle that carries it, and how far off that can be (``JackCycles.heard``).
+        Give the ``cycle_now()`` reads right after sending and right before (``before``):
+        from ``t`` alone, a send just after a cycle began but before this reader saw it (up
+        to a poll) would be dated a cycle early."""
+        if self.cycles is None:
+            return t, 0.0
+        return self.cycles.heard(t, cycle, before, returned)
 
     @property
     def peer(self) -> str | None:

@@ -87,6 +87,7 @@ class Scheduler:
         realtime_priority: int | None = None,
         realtime_asked: bool = True,
         mark: Callable[[], int | None] | None = None,
+        lead: float = 0.0,
     ) -> None:
         """``wait=None``: the runner sleeps on a condition that ``schedule``, ``cancel``,
         ``release_all`` and ``stop`` notify, so new material wakes it early. With an
@@ -98,7 +99,16 @@ class Scheduler:
         in the log: realtime was only taken where it could be had).
         ``mark``: read right before and right after an answer's first note-on goes out
         (the JACK cycle it went out in: see ``MidiInput.cycle_now``), kept beside its send
-        time."""
+        time.
+        ``lead``: each event goes out this many seconds before it is due. JACK plays what a
+        client sends at the start of the next cycle, once that client's callback has run in
+        it, tens of microseconds into the cycle: an answer's first note is due on a cycle
+        start (its phrase's end is the start of the cycle that brought the last release,
+        plus the silence, a whole number of periods), and the runner woke 40-200 us after
+        it, so the note went out in that cycle or the next by a race with the callback that
+        nobody can observe (seen: 4-10 answers in 200 heard a period sooner than the rest,
+        and the daemon's ``--stats`` a period off for 1-2 of them). Sent a little ahead, it
+        is in the ring before the cycle starts, and heard at its due cycle."""
         if not 0 <= channel <= 15:
             raise ValueError(f"MIDI channel must be 0..15, got {channel}")
         self.out = out
@@ -111,7 +121,8 @@ class Scheduler:
         self.realtime_priority = realtime_priority
         self.realtime_asked = realtime_asked
         self._mark = mark
-        self._first_mark: dict[int, tuple[int | None, int | None]] = {}
+        self.lead = lead
+        self._first_mark: dict[int, tuple[int | None, int | None, float]] = {}
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._stop = threading.Event()
@@ -145,9 +156,10 @@ class Scheduler:
             self._cond.notify_all()
 
     def pump(self, t: float) -> float | None:
-        """Send everything due at or before ``t`` in time order; the next due time."""
+        """Send everything due at or before ``t`` (and ``lead`` beyond) in time order; the
+        next due time."""
         with self._lock:
-            while self._pending and self._pending[0][0] <= t:
+            while self._pending and self._pending[0][0] <= t + self.lead:
                 due, _, _, data, tag = self._pending[0]
                 kind, key = note_kind(data)
                 lateness = t - due
@@ -188,8 +200,9 @@ class Scheduler:
                 self._emit(data)
                 if first:
                     self._first_sent[tag] = sent_at
+                    returned = self._now()
                     after = None if self._mark is None else self._mark()
-                    self._first_mark[tag] = (before, after)
+                    self._first_mark[tag] = (before, after, returned)
                     if len(self._first_sent) > KEPT_TAGS:
                         del self._first_sent[next(iter(self._first_sent))]
                         del self._first_mark[next(iter(self._first_mark))]
@@ -266,11 +279,11 @@ class Scheduler:
         with self._lock:
             return self._first_sent.get(tag)
 
-    def first_mark(self, tag: int) -> tuple[int | None, int | None]:
+    def first_mark(self, tag: int) -> tuple[int | None, int | None, float | None]:
         """``mark()`` as read right before and right after answer ``tag``'s first note-on
-        went out ((None, None): not sent, or no marks)."""
+        went out, and the clock when its send returned ((None, None, None): not sent)."""
         with self._lock:
-            return self._first_mark.get(tag, (None, None))
+            return self._first_mark.get(tag, (None, None, None))
 
     def take_late(self) -> tuple[int, float]:
         """Events sent more than ``late_tolerance`` late since the last call, and how late
@@ -290,9 +303,9 @@ class Scheduler:
             return bool(self._pending or self._sounding)
 
     def room(self, now: float) -> float:
-        """Seconds from ``now`` to the next event due (inf: nothing scheduled)."""
+        """Seconds from ``now`` to the next event going out (inf: nothing scheduled)."""
         with self._lock:
-            return self._pending[0][0] - now if self._pending else float("inf")
+            return self._pending[0][0] - self.lead - now if self._pending else float("inf")
 
     def pending(self) -> int:
         with self._lock:
@@ -381,12 +394,16 @@ class Scheduler:
                     if self._stop.is_set():
                         break
                     if self._wait is None:
-                        timeout = None if nxt is None else nxt - self._now()
+                        timeout = None if nxt is None else nxt - self.lead - self._now()
                         if timeout is None or timeout > 0:
                             self._cond.wait(timeout)
                         continue
                 # An injected wait runs outside the lock so schedule() never blocks on it.
-                delay = self.poll if nxt is None else min(max(nxt - self._now(), 0.0), self.poll)
+                delay = (
+                    self.poll
+                    if nxt is None
+                    else min(max(nxt - self.lead - self._now(), 0.0), self.poll)
+                )
                 self._wait(delay)
         except Exception as e:  # recorded for the daemon; the notes are released below
             self.error = e

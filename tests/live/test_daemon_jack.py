@@ -160,7 +160,8 @@ def test_record_contains_every_note_played(live, tmp_path) -> None:
     rows = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
     assert len(rows) >= 2
     assert all(r["tokens"] > 0 and r["generation_ms"] > 0 for r in rows)
-    assert any(r["first_note_sent"] is not None and r["latency_ms"] >= 0 for r in rows)
+    # (heard no sooner than the scheduler's lead, 0.3 ms, before its due time)
+    assert any(r["first_note_sent"] is not None and r["latency_ms"] > -0.5 for r in rows)
 
 
 class ClockSender:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -382,10 +383,10 @@ def test_the_cycle_an_answers_first_note_went_out_in_is_kept_beside_its_send_tim
     )
     run_to_end(clock, sched)
     # read twice per answer, around its first note-on: never for note-offs or later notes
-    assert (sched.first_sent(1), sched.first_mark(1)) == (0.1, (100, 164))
-    assert (sched.first_sent(2), sched.first_mark(2)) == (0.3, (228, 292))
+    assert (sched.first_sent(1), sched.first_mark(1)) == (0.1, (100, 164, 0.1))
+    assert (sched.first_sent(2), sched.first_mark(2)) == (0.3, (228, 292, 0.3))
     assert sent_when_read == [0, 1, 2, 3]  # before the send, after it; twice
-    assert sched.first_mark(3) == (None, None)
+    assert sched.first_mark(3) == (None, None, None)
 
 
 def test_an_answers_first_note_is_dated_by_the_clock_at_its_send_not_at_the_pump() -> None:
@@ -471,3 +472,25 @@ def test_the_daemon_plays_realtime_where_its_jack_server_does(
     d = SimpleNamespace(config=SimpleNamespace(realtime=asked),
                         input=SimpleNamespace(backend=backend))  # fmt: skip
     assert daemon.Daemon._realtime(d) is taken  # type: ignore[arg-type]
+
+
+def test_with_a_lead_each_event_goes_out_that_much_before_it_is_due_and_is_not_late() -> None:
+    """On JACK the daemon sends 0.3 ms ahead: a first note due on a cycle's start is then
+    in the ring before that cycle's callback runs, and heard at it."""
+    clock, out, sched = make(lead=0.0003)
+    sched.schedule(
+        [ScheduledEvent(1.0, (0x90, 60, 90), tag=1), ScheduledEvent(1.1, (0x80, 60, 0), tag=1)]
+    )
+    assert sched.pump(0.9996) == 1.0 and out.messages() == []  # not yet: 0.4 ms ahead
+    assert sched.room(0.9996) == pytest.approx(0.0001)  # it goes out in 0.1 ms
+    clock.t = 0.9998
+    assert sched.pump(clock.t) == 1.1
+    assert out.sent == [(0.9998, [0x90, 60, 90])] and sched.first_sent(1) == 0.9998
+    assert sched.late == 0  # 0.2 ms ahead of its time
+    # the runner wakes a lead before each event: the note-off too
+    sched.start()
+    deadline = time.monotonic() + 5
+    while sched.pending() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    sched.stop(release=False)
+    assert out.sent[-1] == (pytest.approx(1.0997), [0x80, 60, 0])
