@@ -331,3 +331,21 @@ def test_owed_note_offs_go_out_before_the_next_message() -> None:
     c.at(c.t + 0.001, c.frame + 64)
     out.send([0x90, 67, 90])
     assert sent[2:] == [[0x80, 60, 0], [0x90, 67, 90]] and not out.owed
+
+
+def test_after_a_stall_the_next_cycle_is_anywhere_up_to_the_next_one_seen() -> None:
+    """Seen under load: the server ran no cycle for several milliseconds, then ran the ones
+    it owed back to back. A send during the stall is carried by the first of them; placed
+    evenly between the cycles seen, it was dated 2.6-9.8 ms before the listener heard it."""
+    c = Timer()
+    cycles = c.cycles(period=0.001)
+    c.cycle(began=1.0, frame=0, seen=1.00001)
+    cycles.observe()
+    c.cycle(began=1.010, frame=256, seen=1.01001)  # 4 cycles in 10 ms: a stall, a burst
+    cycles.observe()
+    t, err = cycles.heard(1.004, 0, before=0, returned=1.00401)
+    assert t == pytest.approx((1.00401 + 1.010) / 2) and err == pytest.approx(0.002995)
+    # cycles that kept their period while the reader slept through them: exact
+    c.cycle(began=1.014, frame=512, seen=1.01401)
+    cycles.observe()
+    assert cycles.heard(1.0104, 256, before=256, returned=1.01041) == (pytest.approx(1.011), 0)
