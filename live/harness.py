@@ -257,11 +257,14 @@ class Player:
             self.received.append(Received(t, list(data), t))
 
     def delivered(self, sent: float) -> float:
-        """When what this player sent at ``sent`` (a ``send`` result) reached the daemon: the
-        start of JACK's next cycle (the daemon dates its input by that cycle too)."""
+        """When what this player sent at ``sent`` (a ``send`` result) reached the daemon at
+        the earliest: the start of the first JACK cycle that can have carried it."""
         with self._lock:
             cycle = self._sent_cycle.get(sent)
-        return self.inp.heard_after(sent, cycle)[0]
+        # the earliest cycle it can have reached: where it went out at a cycle's edge, the
+        # first of the two (``first_arrival``'s lower bound; their middle is no cycle start)
+        heard, error = self.inp.heard_after(sent, cycle)
+        return heard - error
 
     def send(self, data: Sequence[int]) -> float:
         t = time.perf_counter()
