@@ -109,10 +109,17 @@ class _WholeBatchNorm:
         self._check_input_dim(x)
         dims = [0, *range(2, x.dim())]
         shape = [1, -1] + [1] * (x.dim() - 2)
-        n = x.numel() // x.shape[1] * _WORLD
-        mean = batch_sum(x.sum(dims)) / n
+        c, rows = x.shape[1], x.numel() // x.shape[1]  # every rank holds as many
+        n = rows * _WORLD
+        # One collective, as SyncBatchNorm: each rank's mean and sum of squared deviations,
+        # gathered and combined exactly (Chan et al.), not E[x^2] - mean^2.
+        local = x.mean(dims)
+        m2 = ((x - local.view(shape)) ** 2).sum(dims)
+        every = batch_rows(torch.cat((local, m2)).unsqueeze(0))  # (ranks, 2C)
+        means = every[:, :c]
+        mean = means.mean(0)
+        var = (every[:, c:].sum(0) + rows * ((means - mean) ** 2).sum(0)) / n
         centred = x - mean.view(shape)
-        var = batch_sum((centred * centred).sum(dims)) / n
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
