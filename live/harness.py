@@ -256,14 +256,15 @@ class Player:
             self._ts.append(max(t, self._ts[-1]) if self._ts else t)
             self.received.append(Received(t, list(data), t))
 
-    def delivered(self, sent: float) -> tuple[float, float]:
-        """When what this player sent at ``sent`` (a ``send`` result) reached the daemon: the
-        start of the JACK cycle that carried it, and how far off that can be
-        (``JackCycles.heard``: where the send came at a cycle's edge, the middle of the two
-        cycles it may have gone in, and half their gap)."""
+    def delivered(self, sent: float) -> float:
+        """When what this player sent at ``sent`` (a ``send`` result) reached the daemon at
+        the earliest: the start of the first JACK cycle that can have carried it."""
         with self._lock:
             cycle = self._sent_cycle.get(sent)
-        return self.inp.heard_after(sent, cycle)
+        # the earliest cycle it can have reached: where it went out at a cycle's edge, the
+        # first of the two (``first_arrival``'s lower bound; their middle is no cycle start)
+        heard, error = self.inp.heard_after(sent, cycle)
+        return heard - error
 
     def send(self, data: Sequence[int]) -> float:
         t = time.perf_counter()

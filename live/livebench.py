@@ -541,17 +541,12 @@ def _play_step(
     # heard it reach the daemon's port (the start of the cycle that carried it) and the
     # answer when its first note reached the ear. From the send call it reads up to a
     # period more: the time the release waited on this side for the next cycle.
-    # The send bounds the tap's date from below where it says which cycle carried it; at a
-    # cycle's edge it does not, and the tap's own date decides (the earlier of the two as the
-    # bound took the release a cycle early in 3 rows of a quiet run: first_arrival keeps the
-    # bound whenever it is the earlier).
-    delivered, error = player.delivered(release)
-    reached = tap.arrival(ph.events[k][1], release, delivered if not error else None)
+    reached = tap.arrival(ph.events[k][1], release, player.delivered(release))
     if reached is None:
         bench.log_warnings.append(
             f"the tap did not hear the release of phrase {len(bench.results)}"
         )
-    end = (delivered if reached is None else reached) + silence
+    end = (player.delivered(release) if reached is None else reached) + silence
     result = PhraseResult(
         ph.kind,
         step.before.kind if step.before else None,
