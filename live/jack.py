@@ -434,13 +434,21 @@ class JackCycles:
     def first_after(self, frame: int) -> float | None:
         """The start of the first cycle after the one that began at ``frame`` (None: not
         seen yet); one the reader slept through is placed as in ``start``."""
+        seen = self._seen_after(frame)
+        if seen is None:
+            return None
+        s0, s1, k = seen
+        return s0 + (s1 - s0) / k
+
+    def _seen_after(self, frame: int) -> tuple[float, float, int] | None:
+        """The start of the cycle that began at ``frame``, of the next cycle seen after it,
+        and how many cycles that is on (None: not seen yet)."""
         with self._lock:
             i = self._index(frame)
             if i is None or i + 1 == len(self._starts):
                 return None
-            moved = (self._frames[i + 1] - frame) % (1 << 32)
-            k = max(1, moved // self.frames_per_cycle)
-            return self._starts[i] + (self._starts[i + 1] - self._starts[i]) / k
+            moved = (self._frames[i + 1] - frame) % (1 << 32)  # the counter wraps
+            return self._starts[i], self._starts[i + 1], max(1, moved // self.frames_per_cycle)
 
     def _around(self, t: float) -> tuple[float, float | None]:
         """The estimated starts of the cycle in progress at ``t`` and of the next one (None:
@@ -523,12 +531,10 @@ class JackCycles:
         (None: not seen yet). One seen begin, or one the reader slept through among cycles
         that kept their period (spread evenly, as ``first_after``): exact. Among cycles that
         did not (a stall, then a burst to catch up): anywhere up to the next one seen."""
-        with self._lock:
-            i = self._index(frame)
-            if i is None or i + 1 == len(self._starts):
-                return None
-            s0, s1 = self._starts[i], self._starts[i + 1]
-            k = max(1, ((self._frames[i + 1] - frame) % (1 << 32)) // self.frames_per_cycle)
+        seen = self._seen_after(frame)
+        if seen is None:
+            return None
+        s0, s1, k = seen
         if k == 1:
             return s1, s1
         if abs((s1 - s0) - k * self.period) <= self.period / 4:
