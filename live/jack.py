@@ -514,6 +514,16 @@ class JackCycles:
         began = None if frame is None else self.began(frame)
         if began is None:
             return self.next_start(sent), 0.0
+        if before is not None and before != frame:
+            first = self._following(before)
+            if first is not None and first[1] < began:
+                # The read after the send came cycles after the one it began in (the thread
+                # preempted in between): the first cycle after ``before`` carried it if it
+                # was in the ring in time, else one of those up to ``frame``'s.
+                lo = first[0]
+                if returned is not None and returned <= lo - self.EARLY:
+                    return (lo + first[1]) / 2, (first[1] - lo) / 2
+                return (lo + began) / 2, (began - lo) / 2
         lo, hi = self._following(frame) or (began + self.period,) * 2  # type: ignore[arg-type]
         if before == frame and returned is not None:
             lo = min(max(lo, returned), hi)  # it had not begun when the send returned

@@ -211,6 +211,21 @@ def test_a_send_is_dated_by_its_cycle_however_long_ago_it_was_observed() -> None
     assert cycles.began(64 * 500) is None  # not yet
 
 
+def test_a_read_after_the_send_cycles_later_does_not_date_it_by_that_cycle() -> None:
+    """The thread that sent was preempted between the send and the counter read after it:
+    the read shows a cycle two on. What was in the ring in time went with the first cycle
+    after the read before the send, not with the one the late read saw."""
+    c = Timer()
+    cycles = c.cycles()
+    for k in range(3):  # observed by another thread meanwhile
+        c.cycle(began=1.0 + k * 0.001, frame=64 * k, seen=1.00001 + k * 0.001)
+        cycles.observe()
+    assert cycles.heard(1.0005, 128, before=0, returned=1.00051) == (pytest.approx(1.001), 0)
+    # returned too close to that cycle's start to know: that one or the next, said so
+    t, err = cycles.heard(1.00097, 128, before=0, returned=1.00099)
+    assert t == pytest.approx(1.0015) and err == pytest.approx(0.0005)
+
+
 class PreemptedLib:
     """libjack's three reads for ``_Reader.cycle_start``, over a fake clock: a cycle began
     at 1.0 s, and the thread is preempted for ``stalls[i]`` seconds right after its i-th
