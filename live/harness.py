@@ -16,17 +16,21 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from antiphon.errors import UserError
-from antiphon.live.jack import JACK_LOCK, close_client
+from antiphon.live.jack import JACK_LOCK, JackCycles, close_client
 
 # A short period keeps JACK's own quantization of MIDI (one delivery per period) small
 # next to what is measured: 64 frames at 48 kHz is 1.33 ms.
 PERIOD_FRAMES = 64
+# ``Player.send(clear=True)``: margins beyond JackCycles.EDGE after a cycle's start, and
+# before the next one (the send itself, a read and EARLY)
+CLEAR_AFTER = 20e-6
+CLEAR_BEFORE = 120e-6
 RATE = 48000
 
 
@@ -205,6 +209,30 @@ class Received:
     t_jack: float = 0.0
 
 
+def clear_of_edge(
+    cycles: JackCycles | None,
+    now: Callable[[], float] = time.perf_counter,
+    pause: Callable[[], None] = lambda: time.sleep(0),
+) -> int | None:
+    """Wait until a send now is dated to one cycle by ``JackCycles.heard``: ``EDGE`` past a
+    cycle's start, and far enough before the next one to have returned ``EARLY`` before it.
+    A musician's release moves by a quarter of a period at most (0.33 ms at 64 frames),
+    where it would have gone out at an edge: about one send in five. Returns the counter
+    read last, to pass as the read before the send (None: no cycles to read)."""
+    if cycles is None:
+        return None
+    give_up = now() + cycles.period / 4
+    while True:
+        frame = cycles.observe()
+        began = cycles.began(frame)
+        t = now()
+        if began is None or t >= give_up:
+            return frame
+        if cycles.EDGE + CLEAR_AFTER <= t - began <= cycles.period - CLEAR_BEFORE:
+            return frame
+        pause()  # a few microseconds, the GIL handed over
+
+
 @dataclass
 class Player:
     """A second JACK client: plays into the daemon's input, listens to its output."""
@@ -221,7 +249,8 @@ class Player:
         sys.setswitchinterval(0.0005)
         self._lock = threading.Lock()
         self._ts: list[float] = []
-        self._sent_cycle: dict[float, int] = {}
+        # the counter read before each send (where read), after it, and when it returned
+        self._sent_cycle: dict[float, tuple[int | None, int, float]] = {}
         self.sent_note_ons = 0
         with JACK_LOCK:  # no frame-counter read of this process while a client opens
             self.out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=self.client)
@@ -256,25 +285,31 @@ class Player:
             self._ts.append(max(t, self._ts[-1]) if self._ts else t)
             self.received.append(Received(t, list(data), t))
 
-    def delivered(self, sent: float) -> float:
-        """When what this player sent at ``sent`` (a ``send`` result) reached the daemon at
-        the earliest: the start of the first JACK cycle that can have carried it."""
+    def delivered(self, sent: float) -> tuple[float, float]:
+        """When what this player sent at ``sent`` (a ``send`` result) reached the daemon: the
+        earliest and the latest start of the JACK cycle that can have carried it (the same
+        where the send says which; ``JackCycles.heard``)."""
         with self._lock:
-            cycle = self._sent_cycle.get(sent)
-        # the earliest cycle it can have reached: where it went out at a cycle's edge, the
-        # first of the two (``first_arrival``'s lower bound; their middle is no cycle start)
-        heard, error = self.inp.heard_after(sent, cycle)
-        return heard - error
+            before, cycle, returned = self._sent_cycle.get(sent, (None, None, None))
+        heard, error = self.inp.heard_after(sent, cycle, before, returned)
+        return heard - error, heard + error
 
-    def send(self, data: Sequence[int]) -> float:
+    def send(self, data: Sequence[int], clear: bool = False) -> float:
+        """Send now; returns when. ``clear``: first wait, up to a quarter period, until the
+        send cannot fall at a cycle's edge, so that ``delivered`` knows the one cycle that
+        carried it (for a phrase's release: the bench's phrase end)."""
+        before = None
+        if clear:
+            before = clear_of_edge(self.inp.cycles)
         t = time.perf_counter()
         self.out.send_message(list(data))
+        returned = time.perf_counter()
         if len(data) == 3 and data[0] & 0xF0 == 0x90 and data[2] > 0:
             self.sent_note_ons += 1
         cycle = self.inp.cycle_now()
         if cycle is not None:
             with self._lock:
-                self._sent_cycle[t] = cycle
+                self._sent_cycle[t] = (before, cycle, returned)
                 if len(self._sent_cycle) > 1 << 14:  # a flood sends 10^4 a second
                     for old in list(self._sent_cycle)[: 1 << 13]:
                         del self._sent_cycle[old]

@@ -364,3 +364,47 @@ def test_after_a_stall_the_next_cycle_is_anywhere_up_to_the_next_one_seen() -> N
     c.cycle(began=1.014, frame=512, seen=1.01401)
     cycles.observe()
     assert cycles.heard(1.0104, 256, before=256, returned=1.01041) == (pytest.approx(1.011), 0)
+
+
+def test_a_release_the_bench_needs_dated_waits_until_it_is_clear_of_a_cycles_edge() -> None:
+    """``harness.clear_of_edge``: the bench's player sends a phrase's release where
+    ``heard`` dates it to one cycle, so the bench's phrase end is known from the send. It
+    waits past the edge after a cycle's start and out of the last stretch before the next
+    one, a quarter period at most, and then the send is exact."""
+    from antiphon.live.harness import clear_of_edge
+
+    c = Timer()
+    cycles = c.cycles(period=0.001)
+    c.cycle(began=1.0, frame=0, seen=1.00001)
+
+    def pause() -> None:  # 10 us pass; the server begins a cycle every millisecond
+        t = c.t + 1e-5
+        k = round((t - 1.0) // 0.001)
+        if 64 * k != c.frame:
+            c.cycle(began=1.0 + k * 0.001, frame=64 * k, seen=t)
+        else:
+            c.at(t)
+
+    def clear_from(t: float) -> tuple[int | None, float]:
+        pause_to = t - 1e-5
+        while c.t < pause_to:
+            pause()
+        start = c.t
+        frame = clear_of_edge(cycles, lambda: c.t, pause)
+        return frame, c.t - start
+
+    # mid-cycle: at once, and the send is dated to one cycle
+    frame, waited = clear_from(1.0005)
+    assert waited == 0 and frame == 0
+    assert cycles.heard(c.t, 0, before=frame, returned=c.t + 1e-5)[1] == 0
+    # 50 us after a cycle began: its callback may not have run yet; waits past the edge
+    frame, waited = clear_from(1.00105)
+    assert frame == 64 and 0 < waited <= 0.00025
+    assert c.t - 1.001 >= jack.JackCycles.EDGE
+    # 50 us before the next cycle: into that one, past its edge
+    frame, waited = clear_from(1.00295)
+    assert frame == 192 and c.t - 1.003 >= jack.JackCycles.EDGE and waited <= 0.00025
+    # the server stalls (no cycle begins): a quarter period, then it sends anyway
+    c.cycle(began=1.004, frame=256, seen=1.00495)  # seen late in its cycle: none after
+    frame = clear_of_edge(cycles, lambda: c.t, lambda: c.at(c.t + 1e-5))
+    assert frame == 256 and c.t == pytest.approx(1.00495 + 0.00025, abs=2e-5)

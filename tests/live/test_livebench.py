@@ -39,13 +39,29 @@ def test_a_reader_held_up_past_a_cycle_start_is_narrowed_by_the_send() -> None:
     it at 1.2005, so the first cycle it could reach was 1.2013: that one carried it."""
     heard = [(1.0, [0x90, 60, 80], 1.0), (1.2026, OFF, 1.2013)]
     assert first_arrival(heard, OFF, sent=1.2005) == 1.2026  # no send bound: as dated
-    assert first_arrival(heard, OFF, sent=1.2005, lower=1.2013) == 1.2013
+    assert first_arrival(heard, OFF, sent=1.2005, carried=(1.2013, 1.2013)) == 1.2013
     # a reader that knows the exact cycle keeps it, whatever the send would allow
     exact = [(1.2026, OFF, 1.2026)]
-    assert first_arrival(exact, OFF, sent=1.2005, lower=1.2013) == 1.2026
+    assert first_arrival(exact, OFF, sent=1.2005, carried=(1.2013, 1.2013)) == 1.2026
     # a send bound later than the date is not taken (the send came after a cycle began but
     # before the player's client ran in it, and so rode that cycle)
-    assert first_arrival([(1.2013, OFF, 1.2000)], OFF, sent=1.2012, lower=1.2026) == 1.2013
+    late = [(1.2013, OFF, 1.2000)]
+    assert first_arrival(late, OFF, sent=1.2012, carried=(1.2026, 1.2026)) == 1.2013
+
+
+def test_a_send_at_a_cycles_edge_leaves_the_choice_to_the_reader() -> None:
+    """Sent at a cycle's edge, the release rode 1.2013 or 1.2026. Where the tap dated it to
+    one of them, that one (the earlier as a bound took 3 releases in 200 a cycle early);
+    where its reader slept and guessed a later cycle, the later one its bounds allow."""
+    edge = (1.2013, 1.2026)
+    assert first_arrival([(1.2026, OFF, 1.2026)], OFF, sent=1.2012, carried=edge) == 1.2026
+    assert first_arrival([(1.2013, OFF, 1.2013)], OFF, sent=1.2012, carried=edge) == 1.2013
+    # slept from 1.2000 and guessed 1.2039: it came in one of the two, the later is nearer
+    assert first_arrival([(1.2039, OFF, 1.2000)], OFF, sent=1.2012, carried=edge) == 1.2026
+    # guessed 1.2026 with 1.2013 allowed: its own date stands
+    assert first_arrival([(1.2026, OFF, 1.2000)], OFF, sent=1.2012, carried=edge) == 1.2026
+    # dated outside both (a stalled server): the reader's date
+    assert first_arrival([(1.2052, OFF, 1.2039)], OFF, sent=1.2012, carried=edge) == 1.2052
 
 
 def test_late_events_are_summed_from_the_rows_and_the_session_line(tmp_path: Path) -> None:
