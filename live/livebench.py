@@ -16,6 +16,7 @@ luck.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import contextlib
 import json
@@ -115,6 +116,8 @@ class LiveBench:
     gc_pauses: int = 0  # full collections of Python's collector in the daemon
     gc_pause_max_ms: float = 0.0
     daemon_late_answers: int = 0  # answers the daemon itself flagged late
+    # --stats rows of answers to no phrase of the bench's (``_read_daemon_files``)
+    other_rows: list[dict] = field(default_factory=list)
     log_warnings: list[str] = field(default_factory=list)
 
     def _lat(self, window: tuple[float, float] | None = None) -> list[float]:
@@ -217,6 +220,8 @@ class LiveBench:
             "gc_pauses": self.gc_pauses,
             "gc_pause_max_ms": self.gc_pause_max_ms,
             "daemon_late_answers": self.daemon_late_answers,
+            "other_answers": sum(r["latency_ms"] is not None for r in self.other_rows),
+            "other_answers_late": sum(bool(r["late"]) for r in self.other_rows),
         }
 
     def to_dict(self) -> dict:
@@ -498,6 +503,22 @@ def _read_daemon_files(bench: LiveBench, stats: Path, record: Path) -> None:
                     row.get("gc_pause_ms", 0.0),
                 )
                 bench.late_rows.append((i, *late))
+    # Rows for no phrase of the bench's (an answer to a key held past the daemon's limit,
+    # to a disturbance the next phrase did not play over): kept with where they came, so
+    # a late one among them is not only a count in the log.
+    matched = {r.daemon_end for r in bench.results}
+    ends = [r.end for r in bench.results]
+    for row in rows:
+        if row["phrase_end"] in matched:
+            continue
+        i = bisect.bisect_right(ends, row["phrase_end"]) - 1
+        bench.other_rows.append(
+            {
+                "after_phrase": i if i >= 0 else None,
+                "seconds_after": None if i < 0 else row["phrase_end"] - ends[i],
+                **{k: row.get(k) for k in ("latency_ms", "late", "late_ms", "unsounded", "cut")},
+            }
+        )
     bench.daemon_late_events = sum(row.get("late_events", 0) for row in rows)
     # The rows count the late events up to the last answer; the daemon's last log line
     # counts the whole session, the tail after that answer included.
@@ -665,7 +686,13 @@ def format_live(b: LiveBench) -> str:
             f"(a cycle off it: the tap {s['ends_tap_off_send']}, the daemon "
             f"{s['ends_daemon_off_send']}; the daemon off the tap: {s['ends_daemon_off_tap']})",
         ),
-        row("  answers the daemon flagged late", s["daemon_late_answers"], ""),
+        row(
+            "  answers the daemon flagged late",
+            s["daemon_late_answers"],
+            "",
+            f"({s['other_answers_late']} of them among its {s['other_answers']} answers to "
+            "no phrase of the bench's: a held key let go, a disturbance's end)",
+        ),
         row(
             "  events sent > 2 ms late",
             s["daemon_late_events"],

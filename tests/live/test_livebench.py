@@ -99,3 +99,27 @@ def test_late_events_are_summed_from_the_rows_and_the_session_line(tmp_path: Pat
     ]
     _read_daemon_files(bench, stats, tmp_path / "none.mid")
     assert bench.daemon_late_events == 3  # one after the last answer's row
+
+
+def test_an_answer_to_no_phrase_of_the_bench_is_kept_with_where_it_came(tmp_path: Path) -> None:
+    """A late answer to a key the daemon let go after its limit is no phrase the bench
+    played: it shows among the other rows, with the phrase it followed, not only in the
+    daemon's log."""
+    bench = LiveBench(phrases=2, period_ms=1.33, start_s=0.3)
+    bench.results = [
+        PhraseResult("single", None, 10.0, 1.3),
+        PhraseResult("chords", None, 20.0, 1.3),
+    ]
+    rows = [
+        {"phrase_end": 10.0, "latency_ms": 1.3},
+        {"phrase_end": 14.5, "latency_ms": 48.0, "late": True, "late_ms": 47.0},
+        {"phrase_end": 20.0, "latency_ms": 1.3},
+    ]
+    stats = tmp_path / "stats.jsonl"
+    stats.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _read_daemon_files(bench, stats, tmp_path / "none.mid")
+    assert [r.daemon_row for r in bench.results] == [True, True]
+    (other,) = bench.other_rows
+    assert other["after_phrase"] == 0 and other["seconds_after"] == 4.5 and other["late"]
+    s = bench.summary()
+    assert (s["other_answers"], s["other_answers_late"]) == (1, 1)
