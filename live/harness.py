@@ -207,6 +207,10 @@ class Received:
     # (taken on JACK's clock in the process cycle), so a late poll does not move it. Kept as
     # its own field for the jitter measurement, which reads intervals on JACK's clock.
     t_jack: float = 0.0
+    # The earliest cycle start it can have come in by what the ear's reader saw
+    # (``RtMidiInput.earliest``): ``t`` itself where the reader knows the cycle, earlier
+    # where it slept through cycles and ``t`` is its best guess among them (None: unknown).
+    earliest: float | None = None
 
 
 def clear_of_edge(
@@ -283,7 +287,8 @@ class Player:
             # arrival times never go backwards (dated by cycle starts), so ``heard(after)``
             # can bisect: a soak's ear holds 10^5 messages and is asked every millisecond
             self._ts.append(max(t, self._ts[-1]) if self._ts else t)
-            self.received.append(Received(t, list(data), t))
+            inp = self.__dict__.get("inp")  # read on the reader's thread, during the call
+            self.received.append(Received(t, list(data), t, None if inp is None else inp.earliest))
 
     def delivered(self, sent: float) -> tuple[float, float]:
         """When what this player sent at ``sent`` (a ``send`` result) reached the daemon: the

@@ -66,6 +66,7 @@ class PhraseResult:
     at: float = 0.0  # seconds into the run
     from_send_ms: float | None = None  # the latency from when the release was sent
     heard_at: float | None = None  # when the ear heard the first answer note
+    heard_earliest: float | None = None  # ... no earlier than this (``Received.earliest``)
     daemon_end: float | None = None  # the daemon's phrase end and first send (--stats)
     daemon_sent: float | None = None
     # The phrase end by the release's send alone (None: it went out at a cycle's edge) and
@@ -183,6 +184,19 @@ class LiveBench:
             "stats_exact": len(exact),
             "stats_exact_same_cycle": sum(
                 1 for a in exact if self.period_ms is None or a < self.period_ms / 2
+            ),
+            # ... and of those off the listener's cycle, the ones where the ear knew its own
+            # cycle (its reader did not sleep through cycles): the daemon's date is wrong there
+            "stats_exact_off_sure_ear": sum(
+                1
+                for r in answered
+                if r.daemon_latency_ms is not None
+                and not r.daemon_error_ms
+                and r.latency_ms is not None
+                and abs(r.latency_ms - r.daemon_latency_ms) >= (self.period_ms or 0.0) / 2
+                and r.heard_earliest is not None
+                and r.heard_at is not None
+                and abs(r.heard_at - r.heard_earliest) < 1e-6
             ),
             "ends_by_send": len(by_send),
             "ends_tap_off_send": sum(off(r.tap_end, r.send_end) for r in by_send),
@@ -612,6 +626,7 @@ def _play_step(
         at=end - t_run,
         from_send_ms=None if first is None else 1e3 * (first.t - release - silence),
         heard_at=None if first is None else first.t,
+        heard_earliest=None if first is None else first.earliest,
         send_end=carried[0] + silence if carried[1] - carried[0] < 1e-6 else None,
         tap_end=None if tap_alone is None else tap_alone + silence,
     )
@@ -676,8 +691,9 @@ def format_live(b: LiveBench) -> str:
             "  --stats rows dated to one cycle",
             s["stats_exact"],
             "",
-            f"({s['stats_exact_same_cycle']} the listener's cycle; the rest sent at a cycle's "
-            "edge, given +- half a period)",
+            f"({s['stats_exact_same_cycle']} the listener's cycle, "
+            f"{s['stats_exact_off_sure_ear']} off an ear sure of its cycle; the rest sent at "
+            "a cycle's edge, given +- half a period)",
         ),
         row(
             "  phrase ends dated by the send",
