@@ -374,15 +374,6 @@ class JackCycles:
         period, count, read_frame = frames(name)
         return cls(now, period, count, read_frame, _reader(name).cycle_start)
 
-    def _dated(self, frame: int, seen: float) -> float:
-        """When the cycle that began at ``frame`` began, on our clock; ``seen``: when it was
-        seen under way (the answer without the server's word, or where it has none)."""
-        if self._cycle_start is None:
-            return seen
-        began = self._cycle_start(frame, self._now)
-        # None: a cycle began since ``frame`` was read; the sighting is what is left.
-        return seen if began is None else min(seen, began)
-
     def last_seen(self) -> float | None:
         """When a cycle was last seen to begin (None: none yet)."""
         with self._lock:
@@ -392,12 +383,24 @@ class JackCycles:
         """Read the counter (the frame the current cycle began at); a new cycle seen now is
         dated by the server's timer (or now, without one). Cheap (reads of the server's
         shared memory): called at every poll."""
-        frame = self._read_frame()
-        t = self._now()
-        with self._lock:
-            if self._frames and frame == self._frames[-1]:
-                return frame
-        t = self._dated(frame, t)
+        for _ in range(SINCE_READS):
+            frame = self._read_frame()
+            t = self._now()
+            with self._lock:
+                if self._frames and frame == self._frames[-1]:
+                    return frame
+            if self._cycle_start is None:
+                break
+            began = self._cycle_start(frame, self._now)
+            if began is not None:
+                t = min(t, began)
+                break
+            # A cycle began since ``frame`` was read, so the server no longer says when that
+            # one began, and ``t`` is late by however long this thread was held between the
+            # two reads (seen on a quiet machine: a cycle dated 1.3 ms late, its GIL taken
+            # by another thread, so a first note sent 0.24 ms before it was dated a cycle
+            # after the listener heard it). The cycle now under way is read instead: the
+            # one skipped is placed between its neighbours, as any the reader slept through.
         with self._lock:
             if self._frames and frame == self._frames[-1]:
                 return frame  # another thread recorded it meanwhile
@@ -514,16 +517,17 @@ class JackCycles:
         began = None if frame is None else self.began(frame)
         if began is None:
             return self.next_start(sent), 0.0
-        if before is not None and before != frame:
-            first = self._following(before)
-            if first is not None and first[1] < began:
-                # The read after the send came cycles after the one it began in (the thread
-                # preempted in between): the first cycle after ``before`` carried it if it
-                # was in the ring in time, else one of those up to ``frame``'s.
-                lo = first[0]
-                if returned is not None and returned <= lo - self.EARLY:
-                    return (lo + first[1]) / 2, (first[1] - lo) / 2
-                return (lo + began) / 2, (began - lo) / 2
+        moved = None if before is None else (frame - before) % (1 << 32) // self.frames_per_cycle
+        first = None if before is None else self._following(before)
+        if moved is not None and moved > 1 and first is not None:
+            # The read after the send came cycles after the one it began in (the thread
+            # preempted in between): the first cycle after ``before`` carried it if it was
+            # in the ring in time, else one of those up to ``frame``'s.
+            lo, hi = first
+            if returned is not None and returned <= lo - self.EARLY:
+                return (lo + hi) / 2, (hi - lo) / 2
+            lo = min(max(lo, returned or lo), began)
+            return (lo + began) / 2, (began - lo) / 2
         lo, hi = self._following(frame) or (began + self.period,) * 2  # type: ignore[arg-type]
         if before == frame and returned is not None:
             lo = min(max(lo, returned), hi)  # it had not begun when the send returned

@@ -95,6 +95,33 @@ def test_a_cycle_the_server_cannot_date_is_dated_when_it_was_seen() -> None:
     assert cycles.start(1.0021) == 1.002
 
 
+def test_a_cycle_that_ended_while_its_reader_was_held_is_not_dated_by_the_late_sighting() -> None:
+    """Seen on a quiet machine: the thread that read the counter was held (another thread
+    had the GIL) before it read the clock and the server's timer; meanwhile the next cycle
+    began, so the server no longer said when the one read began, and the late sighting
+    dated it 1.3 ms late. A first note sent 0.24 ms before that cycle was then dated a cycle
+    after the listener heard it. Now the cycle under way is read instead, and the one
+    skipped is placed between its neighbours."""
+    c = Timer()
+    cycles = c.cycles(period=0.001)
+    c.cycle(began=1.0, frame=0, seen=1.00001)
+    cycles.observe()
+    reads = iter([64, 128])  # read at 1.0011 in cycle 64; the clock next read at 1.00215
+
+    def read_frame() -> int:
+        frame = next(reads, 128)
+        if frame == 128:
+            c.cycle(began=1.002, frame=128, seen=1.00215)
+        return frame
+
+    cycles._read_frame = read_frame
+    assert cycles.observe() == 128
+    assert cycles.began(128) == pytest.approx(1.002)
+    assert cycles.began(64) is None  # never dated by a late sighting
+    assert cycles.first_after(0) == pytest.approx(1.001)  # placed between its neighbours
+    assert cycles.heard(1.0005, 0, before=0, returned=1.00051) == (pytest.approx(1.001), 0)
+
+
 def test_cycles_slept_through_are_spread_between_the_observations_around_them() -> None:
     c = Counter()
     cycles = cycles_over(c)
@@ -224,6 +251,16 @@ def test_a_read_after_the_send_cycles_later_does_not_date_it_by_that_cycle() -> 
     # returned too close to that cycle's start to know: that one or the next, said so
     t, err = cycles.heard(1.00097, 128, before=0, returned=1.00099)
     assert t == pytest.approx(1.0015) and err == pytest.approx(0.0005)
+    # the cycle skipped between the reads came after a stall, anywhere up to the next one
+    # seen: never that next one alone
+    c = Timer()
+    cycles = c.cycles()
+    c.cycle(began=1.0, frame=0, seen=1.00001)
+    cycles.observe()
+    c.cycle(began=1.0035, frame=128, seen=1.00351)
+    cycles.observe()
+    t, err = cycles.heard(1.0005, 128, before=0, returned=1.00051)
+    assert t == pytest.approx((1.00051 + 1.0035) / 2) and err == pytest.approx(0.0014950)
 
 
 class PreemptedLib:
