@@ -548,7 +548,7 @@ class RtMidiInput(MidiInput):
                     last = t
                     self.earliest = None
                     if cycles is not None:
-                        t, self.earliest = self._cycle_of(cycles, t, frame, empty_frame)
+                        t, self.earliest = self._cycle_of(cycles, t, frame, empty_frame, empty)
                     drained += 1
                     for part in split_stream(data):
                         if part != KEEPALIVE:
@@ -578,33 +578,55 @@ class RtMidiInput(MidiInput):
 
     @staticmethod
     def _cycle_of(
-        cycles: JackCycles, t: float, frame: int, empty_frame: int
+        cycles: JackCycles,
+        t: float,
+        frame: int,
+        empty_frame: int,
+        empty_at: float | None = None,
     ) -> tuple[float, float | None]:
         """The start of the cycle that brought a message estimated to have arrived at ``t``,
         found under way (``frame``, read once the message was there) and not there at the
-        last empty poll (in ``empty_frame``). So it came no later than ``frame``'s cycle (a
-        reader that woke late dates it by its poll; a cycle dated by the server's timer is
-        earlier than the poll that saw it), and in a cycle that began after that poll (a
-        client runs right after its cycle begins) — or, where the counter has not moved
-        since, in the cycle then under way, whatever the backend's deltas say.
+        last empty poll (at ``empty_at``, in ``empty_frame``). So it came no later than
+        ``frame``'s cycle (a reader that woke late dates it by its poll; a cycle dated by the
+        server's timer is earlier than the poll that saw it), and in a cycle that began after
+        that poll — or, where the counter has not moved since, in the cycle then under way,
+        whatever the backend's deltas say.
+
+        Unless that poll came within ``JackCycles.EDGE`` of its cycle's start: our client's
+        callback, which hands the cycle's messages over, runs some way into the cycle, so
+        the message may have come in that very cycle and been handed over just after the
+        poll. Then the estimate decides, by the middle between the two windows where that
+        cycle's and the next one's callbacks run (tolerant of an estimate off by half a
+        period either way). Forcing the next cycle dated such a message a cycle late while
+        saying it was sure (seen from the bench's ear).
 
         Returned with the earliest cycle start it can have come in by what this reader saw
         (None: unbounded): a reader that slept through cycles only knows the message came
         after its last empty poll, and one who knows when the message was sent can narrow
         that (the bench's tap: ``Tap.arrival``)."""
         began = cycles.began(frame)
-        after = None
+        after = lowest = None
         if frame == empty_frame:
             if began is not None:
                 return began, began
         else:
-            after = cycles.first_after(empty_frame)
+            after = lowest = cycles.first_after(empty_frame)
+            polled_in = cycles.began(empty_frame)
+            if (
+                after is not None
+                and polled_in is not None
+                and empty_at is not None
+                and empty_at - polled_in < cycles.EDGE
+            ):
+                lowest = polled_in
+                if t < (polled_in + cycles.EDGE + after) / 2:
+                    return polled_in, polled_in
             if after is not None:
                 t = max(t, after)
         if began is not None:
             t = min(t, began)
         t = cycles.start(t)
-        return t, None if after is None else min(after, t)
+        return t, None if lowest is None else min(lowest, t)
 
     def _open_keeper(self, client: str) -> Any:
         """JACK only: a client of ours that sends a complete sysex to our own input every

@@ -161,6 +161,21 @@ def test_a_message_is_dated_by_the_cycle_that_brought_it() -> None:
     assert RtMidiInput._cycle_of(cycles, 1.0042, 64, 0) == (1.0012, 1.0012)
 
 
+def test_a_poll_at_a_cycles_start_does_not_rule_that_cycle_out() -> None:
+    """Our client's callback hands a cycle's messages over some way into the cycle: a poll
+    that found nothing 50 us into cycle 0 may have come before it. A message found in cycle
+    64 may then have come in cycle 0; the estimate decides, by the middle between the two
+    callbacks' windows (forced to cycle 64, the bench's ear dated answers a cycle late and
+    said it was sure)."""
+    cycles = seen_at((1.0, 0), (1.0012, 64))
+    assert RtMidiInput._cycle_of(cycles, 1.0001, 64, 0, empty_at=1.00005) == (1.0, 1.0)
+    assert RtMidiInput._cycle_of(cycles, 1.0005, 64, 0, empty_at=1.00005) == (1.0, 1.0)
+    # estimated past the middle (1.000675): cycle 64, and cycle 0 was possible
+    assert RtMidiInput._cycle_of(cycles, 1.0008, 64, 0, empty_at=1.00005) == (1.0012, 1.0)
+    # a poll well into cycle 0 rules it out, whatever the estimate
+    assert RtMidiInput._cycle_of(cycles, 1.0001, 64, 0, empty_at=1.0003) == (1.0012, 1.0012)
+
+
 def test_a_reader_that_slept_through_cycles_says_how_early_a_message_can_have_come() -> None:
     """Empty at a poll in cycle 0, found in cycle 128: it came in cycle 64 or 128. The
     backend's delta (from a message long before) picks one; the bound keeps the other."""
