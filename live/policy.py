@@ -14,10 +14,11 @@ releases it, whatever strikes came before (as ``models.notes.NoteStream`` does).
 
 Keys that never come up: a key or pedal that stays down while nothing at all is played
 for ``hold_limit`` seconds (longer than any held note of a real phrase) is treated as
-released then, and the phrase ends a silence later; ``expire`` hands those to the daemon, which releases them in the context and
-says so in its log. A pedal pressed again with no pedal-up between (the same down value
-twice) is a new press: its pedal-up was lost, and the log says so. The answer lasts as
-long as the call, clamped to [min_response, max_response].
+released then, and the phrase ends a silence later; ``expire`` hands those to the daemon,
+which releases them in the context and says so in its log. A pedal pressed again with no
+pedal-up between (the same down value twice) is a new press: its pedal-up was lost, and
+the log says so. The answer lasts as long as the call, clamped to [min_response,
+max_response].
 """
 
 from __future__ import annotations
