@@ -517,9 +517,9 @@ class JackCycles:
         began = None if frame is None else self.began(frame)
         if began is None:
             return self.next_start(sent), 0.0
-        moved = None if before is None else (frame - before) % (1 << 32) // self.frames_per_cycle
-        first = None if before is None else self._following(before)
-        if moved is not None and moved > 1 and first is not None:
+        moved = 0 if before is None else (frame - before) % (1 << 32) // self.frames_per_cycle
+        first = self._following(before) if moved > 1 else None  # type: ignore[arg-type]
+        if first is not None:
             # The read after the send came cycles after the one it began in (the thread
             # preempted in between): the first cycle after ``before`` carried it if it was
             # in the ring in time, else one of those up to ``frame``'s.
