@@ -146,6 +146,31 @@ def test_cycles_survive_the_frame_counter_wrapping() -> None:
     assert cycles.start(5.0015) == pytest.approx(5.001)
 
 
+def test_cycles_far_back_are_found_until_trimmed_across_the_wrap() -> None:
+    """A reader draining a flood asks, for every message, about the cycle of its last
+    empty poll, thousands of observations back: found by where it is kept (a walk back
+    to it made a drain that fell behind slower than the flood came). Trimmed ones, and
+    frames no cycle began at, are not found."""
+    c = Counter()
+    cycles = cycles_over(c)
+    first = (1 << 32) - 64 * 100  # the counter wraps a hundred cycles in
+    n = 2 * jack.JackCycles.KEEP + 50  # one trim, at 2 * KEEP + 1
+    for k in range(n):
+        c.at(10.0 + k * 0.001, (first + 64 * k) % (1 << 32))
+        cycles.observe()
+    kept = n - jack.JackCycles.KEEP
+    assert cycles.began(first) is None  # trimmed
+    assert cycles.began((first + 64 * (jack.JackCycles.KEEP - 1)) % (1 << 32)) is None
+    oldest = (first + 64 * jack.JackCycles.KEEP) % (1 << 32)
+    assert cycles.began(oldest) == pytest.approx(10.0 + jack.JackCycles.KEEP * 0.001)
+    assert cycles.first_after(oldest) == pytest.approx(10.001 + jack.JackCycles.KEEP * 0.001)
+    newest = (first + 64 * (n - 1)) % (1 << 32)
+    assert cycles.began(newest) == pytest.approx(10.0 + (n - 1) * 0.001)
+    assert cycles.first_after(newest) is None  # not seen yet
+    assert cycles.began((newest + 32) % (1 << 32)) is None  # no cycle began there
+    assert kept == len(cycles._starts)
+
+
 def test_a_message_is_dated_by_the_cycle_that_brought_it() -> None:
     cycles = seen_at((1.0, 0), (1.0012, 64))
     # Not there at the empty poll in cycle 0, found in cycle 64: it came with cycle 64,
