@@ -64,6 +64,9 @@ FIRST_NOTE_WINDOW = 0.5
 # full collection runs in that window (antiphon.live.collector).
 ANSWER_ROOM = 0.5
 LATE_MS = 10.0  # a first note sent this much after it was due is reported as late
+# The input this far behind what was played (a message handled this long after it came
+# in): a phrase played meanwhile is heard, and answered, late. Logged once it caught up.
+BEHIND_S = 0.1
 # Realtime: beside JACK's client threads (jackd -R's default -P 10 gives its own thread 10
 # and clients' threads 5, as `ps -L -o cls,rtprio` shows), below its server's, above
 # every ordinary thread; a thread of equal priority never preempts another.
@@ -196,6 +199,8 @@ class Daemon:
         self.stop_event = threading.Event()
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.malformed = 0
+        self._behind = 0.0  # how far behind the input ran, the most since the last row
+        self._episode: tuple[float, int] | None = None  # this one's worst, and its messages
         self.heap = HeapTrim()  # freed heap back to the system after a flood
         self.collector = Collector()
         self._stats_pending: list[ResponseStats] = []
@@ -334,6 +339,11 @@ class Daemon:
         if self.synth is not None:
             self.synth.close()  # every note released, and its release heard
         self._flush_stats(final=True)
+        if self._episode is not None:
+            log.warning(
+                "the input was still %.2f s behind what was played when antiphon stopped",
+                self._episode[0],
+            )
         self.collector.uninstall()
         if self.scheduler.late:
             log.warning(
@@ -368,6 +378,8 @@ class Daemon:
                 return
             source, data, t = item
             try:
+                if source == "in":
+                    self._measure_behind(t)
                 self._handle_input(source, data, t)
                 # Cues are made once the queue is drained: under a flood only the last
                 # one could matter (every later message would void it).
@@ -378,6 +390,26 @@ class Daemon:
                 self.malformed += 1
                 log.exception("input message %r dropped", data)
 
+    def _measure_behind(self, t: float) -> None:
+        """How long after it came in a message of the player's is handled: the reader's
+        and this thread's lag together. An episode over ``BEHIND_S`` gets one log line once
+        it is over (a flood the machine could not keep up with); the worst since the last
+        answer goes in its ``--stats`` row."""
+        behind = self.now() - t
+        self._behind = max(self._behind, behind)
+        if behind >= BEHIND_S:
+            worst, count = self._episode or (0.0, 0)
+            self._episode = (max(worst, behind), count + 1)
+        elif self._episode is not None and behind < BEHIND_S / 4:
+            worst, count = self._episode
+            self._episode = None
+            log.warning(
+                "the input ran up to %.2f s behind what was played (%d messages handled "
+                "late: a flood?); phrases played meanwhile were heard and answered late",
+                worst,
+                count,
+            )
+
     def _handle_input(self, source: str, data: Any, t: float) -> None:
         if source == "model":
             self._switch(data, t)
@@ -386,7 +418,10 @@ class Daemon:
             self._cue_accompaniment(t, force=True)
             return
         if source == "tick":
-            self._expire_holds(t)
+            # Only with nothing waiting: the hold limit is about nothing played, and while
+            # messages wait (a flood behind), keys whose note-offs wait too would be let go.
+            if self.queue.empty():
+                self._expire_holds(t)
             return
         if source != SELF and self.recorder is not None and is_channel_message(data):
             self.recorder.add("player", t, data)  # everything that reached the port
@@ -772,7 +807,14 @@ class Daemon:
             "cut": s.cut,
             "mode": s.extra.get("mode"),
             "input_drops": getattr(self.input, "overflows", 0),
+            # the most the input ran behind what was played since the previous row
+            "input_behind_ms": self._take_behind() * 1e3,
         }
+
+    def _take_behind(self) -> float:
+        # Written by the input thread: a race loses one message's figure, not an episode's.
+        behind, self._behind = self._behind, 0.0
+        return behind
 
     def describe(self) -> dict:
         return {"config": asdict(self.config)}

@@ -8,6 +8,8 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from antiphon.live.daemon import Daemon, DaemonConfig
 from antiphon.live.policy import PolicyConfig
 from antiphon.live.ports import MemoryInput, MemoryOutput
@@ -75,3 +77,63 @@ def test_stats_credit_each_answer_with_its_own_first_note(tmp_path: Path) -> Non
     assert all(abs(a - b) < 0.002 for a, b in zip(sent, heard))
     assert all(0 <= r["latency_ms"] < 1000 * SILENCE for r in sounded)
     assert not [r for r in rows if r["cut"] and r["first_note_sent"] is None]
+
+
+def _unstarted(tmp_path: Path, clock: list[float]) -> Daemon:
+    """A daemon whose threads are not started: the test hands its input thread's work
+    over message by message, on a clock of its own."""
+    config = DaemonConfig(
+        policy=PolicyConfig(silence=SILENCE),
+        sampling=Sampling(seed=1),
+        stats=str(tmp_path / "stats.jsonl"),
+    )
+    return Daemon(
+        config,
+        now=lambda: clock[0],
+        open_input=lambda on_message: MemoryInput(on_message),
+        open_output=MemoryOutput,
+    )
+
+
+def test_a_flood_the_input_is_behind_on_does_not_let_its_keys_go_as_held(
+    tmp_path: Path, caplog
+) -> None:
+    """The hold limit is about nothing played: a tick handled while messages still wait
+    (the input behind a flood) lets nothing go. A loaded daemon 17 s behind a flood let
+    ~30 of its keys go as "held 8-18 s", one per tick, their note-offs still waiting, and
+    cued an answer to each."""
+    clock = [0.0]
+    daemon = _unstarted(tmp_path, clock)
+    daemon._handle_input("in", [0x90, 60, 90], 0.0)
+    daemon.queue.put(("in", [0x80, 60, 0], 0.0001))  # its note-off, not handled yet
+    clock[0] = 9.0  # past the hold limit (8 s), on the wall clock
+    daemon._handle_input("tick", [], 9.0)
+    assert ("key", 0, 60) in daemon.phrase.down
+    assert "treated as released" not in caplog.text
+    daemon._handle_input(*daemon.queue.get())
+    assert not daemon.phrase.down
+    # A key truly held, with nothing waiting: let go at the limit, and the log says so.
+    daemon._handle_input("in", [0x90, 62, 90], 9.0)
+    clock[0] = 17.5
+    daemon._handle_input("tick", [], 17.5)
+    assert not daemon.phrase.down
+    assert "key 62 on channel 1 held 8.5 s" in caplog.text
+
+
+def test_the_input_running_behind_is_logged_once_and_in_the_stats_row(
+    tmp_path: Path, caplog
+) -> None:
+    clock = [10.0]
+    daemon = _unstarted(tmp_path, clock)
+    for i in range(5):  # handled 0.3-0.7 s after they came in
+        daemon._measure_behind(10.0 - 0.3 - 0.1 * i)
+    assert "behind" not in caplog.text  # not over yet
+    daemon._measure_behind(9.999)  # caught up
+    daemon._measure_behind(9.998)
+    lines = [r.getMessage() for r in caplog.records if "behind" in r.getMessage()]
+    assert lines == [
+        "the input ran up to 0.70 s behind what was played (5 messages handled late: a "
+        "flood?); phrases played meanwhile were heard and answered late"
+    ]
+    assert daemon._take_behind() == pytest.approx(0.7)
+    assert daemon._take_behind() == 0.0  # each row counts its own
