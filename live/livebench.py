@@ -109,6 +109,10 @@ class LiveBench:
     reached_note_ons: int = 0  # the player's note-ons that reached the daemon's input port
     recorded_note_ons: int | None = None  # ... and those its --record file holds
     input_drops: int = 0  # what the daemon reported dropped at its input
+    # the most the daemon's input ran behind what was played, and the --stats rows where
+    # it ran 100 ms behind or more (phrases then heard late: a flood not kept up with)
+    input_behind_max_ms: float = 0.0
+    input_behind_rows: int = 0
     daemon_late_events: int = 0
     daemon_worst_late_ms: float = 0.0  # how late the worst of those went out
     # (phrase index, late events, the worst in ms, the longest GC pause in ms) for each
@@ -227,6 +231,8 @@ class LiveBench:
             "reached_note_ons": self.reached_note_ons,
             "recorded_note_ons": self.recorded_note_ons,
             "input_drops": self.input_drops,
+            "input_behind_max_ms": self.input_behind_max_ms,
+            "input_behind_rows": self.input_behind_rows,
             "daemon_late_events": self.daemon_late_events,
             "daemon_worst_late_ms": self.daemon_worst_late_ms,
             "late_after": sorted({self.results[i].label for i, *_ in self.late_rows}),
@@ -545,6 +551,9 @@ def _read_daemon_files(bench: LiveBench, stats: Path, record: Path) -> None:
     bench.gc_pause_max_ms = max((row.get("gc_pause_ms", 0.0) for row in rows), default=0.0)
     bench.daemon_late_answers = sum(bool(row.get("late")) for row in rows)
     bench.input_drops = max((row.get("input_drops", 0) for row in rows), default=0)
+    behind = [row.get("input_behind_ms", 0.0) for row in rows]
+    bench.input_behind_max_ms = max(behind, default=0.0)
+    bench.input_behind_rows = sum(b >= 100.0 for b in behind)
     if record.exists():
         import mido
 
@@ -740,6 +749,12 @@ def format_live(b: LiveBench) -> str:
         ),
         row("  ... in the --record file", s["recorded_note_ons"], ""),
         row("  input drops the daemon reported", s["input_drops"], ""),
+        row(
+            "  the daemon's input behind, worst",
+            s["input_behind_max_ms"],
+            "ms",
+            f"({s['input_behind_rows']} answers after it ran >= 100 ms behind)",
+        ),
         row("start to ready", s["start_s"], "s", "target <= 1.5 s"),
         row("own resident memory, start", s["rss_start_mb"], "MB", "(after minute 1)"),
         row("own resident memory, end", s["rss_mb"], "MB", "target: start + < 5 MB"),
