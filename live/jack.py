@@ -394,7 +394,7 @@ class JackCycles:
         shared memory): called at every poll."""
         for _ in range(SINCE_READS):
             frame = self._read_frame()
-            t = self._now()
+            t = seen = self._now()
             with self._lock:
                 if self._frames and frame == self._frames[-1]:
                     return frame
@@ -411,10 +411,20 @@ class JackCycles:
             # after the listener heard it). The cycle now under way is read instead: the
             # one skipped is placed between its neighbours, as any the reader slept through.
         with self._lock:
-            if self._frames and frame == self._frames[-1]:
-                return frame  # another thread recorded it meanwhile
-            if self._starts:
-                t = max(t, self._starts[-1])  # kept in order: bisected
+            if self._frames:
+                newer = (self._frames[-1] - frame) % (1 << 32)
+                if newer < (1 << 31):
+                    # Recorded meanwhile by another thread, or a later cycle was (this one
+                    # held between its read and here): kept in order, so not appended
+                    # after it; the cycle is placed between its neighbours, as one slept
+                    # through. Appended, it took the later cycle's start, and a send in it
+                    # was dated before it was sent.
+                    return frame
+                if t <= self._starts[-1]:
+                    # The server's date is no later than the cycle before's (that one was
+                    # dated late, by a sighting): a cycle of no length would date what it
+                    # carried before it was sent. Its own sighting bounds it instead.
+                    t = max(seen, self._starts[-1])
             self._where[frame] = self._dropped + len(self._frames)
             self._frames.append(frame)
             self._starts.append(t)
@@ -522,6 +532,21 @@ class JackCycles:
         a send 3.9 ms into a cycle of 1.33) the cycles it ran to catch up came anywhere up to
         the next one seen, so that span is the error (placed evenly, six sends in 4,000 were
         dated 2.6-9.8 ms before the listener heard them)."""
+        t, error = self._heard(sent, frame, before, returned)
+        if t + error >= sent:
+            return t, error
+        # Heard before it was sent: the observations around the send contradict it (seen
+        # once in a loaded run: an answer dated 7.3 ms before its own send, which the
+        # listener heard 129 ms after it, the server stalled). Say only what is sure: after
+        # the send, and by the first cycle seen to begin after it.
+        with self._lock:
+            i = bisect.bisect_right(self._starts, sent)
+            upper = self._starts[i] if i < len(self._starts) else sent + self.period
+        return (sent + upper) / 2, (upper - sent) / 2
+
+    def _heard(
+        self, sent: float, frame: int | None, before: int | None, returned: float | None
+    ) -> tuple[float, float]:
         began = None if frame is None else self.began(frame)
         if began is None:
             return self.next_start(sent), 0.0

@@ -146,6 +146,46 @@ def test_cycles_survive_the_frame_counter_wrapping() -> None:
     assert cycles.start(5.0015) == pytest.approx(5.001)
 
 
+def test_a_cycle_read_before_a_later_one_was_recorded_is_not_recorded_after_it() -> None:
+    """Two threads observe: one reads cycle 64 and is held before recording it while the
+    other records cycle 128. Appended after 128, cycle 64 took 128's start (kept in order),
+    and a send in it was dated before it was sent."""
+    c = Timer()
+    cycles = c.cycles()
+    c.cycle(began=1.0, frame=0, seen=1.00001)
+    cycles.observe()
+    c.cycle(began=1.002, frame=128, seen=1.00201)
+    cycles.observe()
+    c.cycle(began=1.001, frame=64, seen=1.0021)  # the held thread's read, recorded late
+    assert cycles.observe() == 64
+    assert cycles.began(64) is None  # not recorded: placed between its neighbours
+    assert cycles.first_after(0) == pytest.approx(1.001)
+    assert cycles.began(128) == pytest.approx(1.002)
+
+
+def test_a_cycle_the_server_dates_before_the_one_before_it_is_dated_by_its_sighting() -> None:
+    """Cycle 0 could only be dated when seen (late); the server dates cycle 64 earlier
+    than that. Kept in order by taking cycle 0's date, it had no length: what it carried
+    was dated before it was sent. Its own sighting bounds it instead."""
+    c = Timer()
+    cycles = c.cycles()
+    c.at(1.005, 0)  # no word from the server: dated when seen
+    cycles.observe()
+    c.cycle(began=1.0013, frame=64, seen=1.130)  # after a stall of the server
+    cycles.observe()
+    assert cycles.began(64) == pytest.approx(1.130)
+    t, err = cycles.heard(1.0073, 0, before=0, returned=1.00731)
+    assert t - err >= 1.0073 and t == pytest.approx(1.130)
+
+
+def test_nothing_is_heard_before_it_was_sent() -> None:
+    """Reads that contradict the send (a counter read long before it): only what is sure,
+    after the send and by the first cycle seen to begin after it, with that as the error."""
+    cycles = seen_at(*((1.0 + k * 0.001, 64 * k) for k in range(600)))
+    t, err = cycles.heard(1.5003, 0, before=0, returned=1.5004)
+    assert t - err == pytest.approx(1.5003) and t + err == pytest.approx(1.501)
+
+
 def test_cycles_far_back_are_found_until_trimmed_across_the_wrap() -> None:
     """A reader draining a flood asks, for every message, about the cycle of its last
     empty poll, thousands of observations back: found by where it is kept (a walk back
