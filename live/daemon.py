@@ -473,7 +473,8 @@ class Daemon:
                     "taken as a new press (its pedal-up was lost?)",
                     msg.channel + 1,
                 )
-        self.performer.inbox.put(Heard(ticks, player=True))
+        if ticks:  # most messages close no tick: nothing for the engine (nor a wake-up)
+            self.performer.inbox.put(Heard(ticks, player=True))
         self.events.emit("player", t=t, data=data)
         if respond:
             self._cue_due = self._cue_phrase_end
@@ -518,7 +519,8 @@ class Daemon:
             ticks = self.context.pedal(beat, msg.b, SELF)
         else:
             return
-        self.performer.inbox.put(Heard(ticks, player=False))
+        if ticks:
+            self.performer.inbox.put(Heard(ticks, player=False))
         self.events.emit("antiphon", t=t, data=data)
 
     def _cue_phrase_end(self) -> None:
