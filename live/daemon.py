@@ -750,6 +750,12 @@ class Daemon:
                     row["latency_ms"],
                     row["late_ms"],
                 )
+            elif row["heard_late"]:
+                log.warning(
+                    "an answer was heard %.1f ms after its phrase ended, its first note "
+                    "sent on time: the JACK server ran no cycle meanwhile (stalled)",
+                    row["latency_ms"],
+                )
             elif row["first_note_sent"] is None and not row["cut"]:
                 log.warning("an answer never sounded: %s", row["unsounded"])
         if not rows or self.stats_file is None:
@@ -795,6 +801,12 @@ class Daemon:
             "sent_ms": None if sent is None else (sent - s.phrase_end) * 1e3,
             "late": late_ms is not None and late_ms > LATE_MS,
             "late_ms": late_ms,
+            # sent on time and heard late all the same, against when it was planned (an
+            # answer may begin with a rest): the server stalled (seen once under load)
+            "heard_late": heard is not None
+            and s.first_note_time is not None
+            and (heard - error - s.first_note_time) * 1e3 > LATE_MS
+            and not (late_ms is not None and late_ms > LATE_MS),
             "unsounded": unsounded,
             "tokens": s.tokens,
             "notes": s.notes,

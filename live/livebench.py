@@ -241,7 +241,9 @@ class LiveBench:
             "gc_pause_max_ms": self.gc_pause_max_ms,
             "daemon_late_answers": self.daemon_late_answers,
             "other_answers": sum(r["latency_ms"] is not None for r in self.other_rows),
-            "other_answers_late": sum(bool(r["late"]) for r in self.other_rows),
+            "other_answers_late": sum(
+                bool(r["late"] or r.get("heard_late")) for r in self.other_rows
+            ),
         }
 
     def to_dict(self) -> dict:
@@ -536,7 +538,10 @@ def _read_daemon_files(bench: LiveBench, stats: Path, record: Path) -> None:
             {
                 "after_phrase": i if i >= 0 else None,
                 "seconds_after": None if i < 0 else row["phrase_end"] - ends[i],
-                **{k: row.get(k) for k in ("latency_ms", "late", "late_ms", "unsounded", "cut")},
+                **{
+                    k: row.get(k)
+                    for k in ("latency_ms", "late", "heard_late", "late_ms", "unsounded", "cut")
+                },
             }
         )
     bench.daemon_late_events = sum(row.get("late_events", 0) for row in rows)
@@ -549,7 +554,7 @@ def _read_daemon_files(bench: LiveBench, stats: Path, record: Path) -> None:
     bench.daemon_worst_late_ms = max((row.get("worst_late_ms", 0.0) for row in rows), default=0)
     bench.gc_pauses = sum(row.get("gc_pauses", 0) for row in rows)
     bench.gc_pause_max_ms = max((row.get("gc_pause_ms", 0.0) for row in rows), default=0.0)
-    bench.daemon_late_answers = sum(bool(row.get("late")) for row in rows)
+    bench.daemon_late_answers = sum(bool(row.get("late") or row.get("heard_late")) for row in rows)
     bench.input_drops = max((row.get("input_drops", 0) for row in rows), default=0)
     behind = [row.get("input_behind_ms", 0.0) for row in rows]
     bench.input_behind_max_ms = max(behind, default=0.0)

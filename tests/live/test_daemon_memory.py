@@ -137,3 +137,21 @@ def test_the_input_running_behind_is_logged_once_and_in_the_stats_row(
     ]
     assert daemon._take_behind() == pytest.approx(0.7)
     assert daemon._take_behind() == 0.0  # each row counts its own
+
+
+def test_an_answer_sent_on_time_but_heard_late_says_so(tmp_path: Path) -> None:
+    """The server stalled: the first note went out when due and was heard 50 ms later.
+    Its row says so (``heard_late``), where ``late`` (sent late) stays false."""
+    from antiphon.live.performer import ResponseStats
+
+    daemon = _unstarted(tmp_path, [10.0])
+    stats = ResponseStats(phrase_end=10.0, answer=7, first_note_time=10.0)
+    daemon.input.heard_after = lambda t, *reads: (t + 0.05, 0.0)  # type: ignore[method-assign]
+    row = daemon._stats_row(stats, 10.0001)
+    assert row["heard_late"] and not row["late"]
+    assert row["latency_ms"] == pytest.approx(50.1)
+    daemon.input.heard_after = lambda t, *reads: (t + 0.0013, 0.0)  # type: ignore[method-assign]
+    assert not daemon._stats_row(stats, 10.0001)["heard_late"]  # a period: on time
+    # An answer that begins with a rest is not late for starting after its phrase end.
+    rest = ResponseStats(phrase_end=10.0, answer=8, first_note_time=10.5)
+    assert not daemon._stats_row(rest, 10.5)["heard_late"]
