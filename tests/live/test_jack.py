@@ -71,6 +71,16 @@ class Timer(Counter):
         return jack.JackCycles(lambda: self.t, period, 64, lambda: self.frame, self.start)
 
 
+def timed(*sightings: tuple[float, int, float]) -> tuple[Timer, jack.JackCycles]:
+    """Cycles (began, frame, seen) the server dated, observed in order."""
+    c = Timer()
+    cycles = c.cycles()
+    for began, frame, seen in sightings:
+        c.cycle(began=began, frame=frame, seen=seen)
+        cycles.observe()
+    return c, cycles
+
+
 def test_cycles_are_dated_by_the_server_not_by_when_a_late_reader_saw_them() -> None:
     c = Timer()
     cycles = c.cycles()
@@ -150,12 +160,7 @@ def test_a_cycle_read_before_a_later_one_was_recorded_is_not_recorded_after_it()
     """Two threads observe: one reads cycle 64 and is held before recording it while the
     other records cycle 128. Appended after 128, cycle 64 took 128's start (kept in order),
     and a send in it was dated before it was sent."""
-    c = Timer()
-    cycles = c.cycles()
-    c.cycle(began=1.0, frame=0, seen=1.00001)
-    cycles.observe()
-    c.cycle(began=1.002, frame=128, seen=1.00201)
-    cycles.observe()
+    c, cycles = timed((1.0, 0, 1.00001), (1.002, 128, 1.00201))
     c.cycle(began=1.001, frame=64, seen=1.0021)  # the held thread's read, recorded late
     assert cycles.observe() == 64
     assert cycles.began(64) is None  # not recorded: placed between its neighbours
@@ -333,12 +338,7 @@ def test_a_read_after_the_send_cycles_later_does_not_date_it_by_that_cycle() -> 
     assert t == pytest.approx(1.0015) and err == pytest.approx(0.0005)
     # the cycle skipped between the reads came after a stall, anywhere up to the next one
     # seen: never that next one alone
-    c = Timer()
-    cycles = c.cycles()
-    c.cycle(began=1.0, frame=0, seen=1.00001)
-    cycles.observe()
-    c.cycle(began=1.0035, frame=128, seen=1.00351)
-    cycles.observe()
+    _, cycles = timed((1.0, 0, 1.00001), (1.0035, 128, 1.00351))
     t, err = cycles.heard(1.0005, 128, before=0, returned=1.00051)
     assert t == pytest.approx((1.00051 + 1.0035) / 2) and err == pytest.approx(0.0014950)
 
