@@ -107,10 +107,21 @@ def quantize_export(fp32: str | Path, graph: Any, int8: str | Path) -> Path:
 def quantize_file(fp32: str | Path, int8: str | Path) -> Path:
     import logging
 
+    int8 = Path(int8)
+    root = logging.getLogger()
+    level = root.level
+    # The quantizer's advice goes to the root logger: quiet for the call only. Left at
+    # ERROR, every warning after it in the process was lost (a test suite's daemon's too).
+    root.setLevel(logging.ERROR)
+    try:
+        return _quantize(fp32, int8)
+    finally:
+        root.setLevel(level)
+
+
+def _quantize(fp32: str | Path, int8: Path) -> Path:
     from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
 
-    int8 = Path(int8)
-    logging.getLogger().setLevel(logging.ERROR)  # the quantizer's advice goes to the root logger
     with tempfile.TemporaryDirectory() as tmp:
         # Export keeps weights behind Transpose nodes (their names must survive for
         # export.reload); folding them first is what lets MatMul weights become int8, and

@@ -76,6 +76,24 @@ def test_int8_quantization_reports_agreement_and_nll(tiny_onnx, tmp_path) -> Non
     assert abs(report.nll_change) < 1.0  # a random tiny model barely moves
 
 
+def test_quantizing_leaves_the_processs_logging_as_it_found_it(tiny_onnx, tmp_path) -> None:
+    """The quantizer's advice is quieted for the call only: the root logger left at ERROR
+    lost every later warning in the process (seen as a test suite's daemon logging
+    nothing)."""
+    import logging
+
+    from antiphon.export.quantize import quantize_file
+
+    root = logging.getLogger()
+    before = root.level
+    root.setLevel(logging.INFO)
+    try:
+        quantize_file(tiny_onnx, tmp_path / "q.onnx")
+        assert root.level == logging.INFO
+    finally:
+        root.setLevel(before)
+
+
 def test_foreign_and_garbage_onnx_files_are_rejected(tmp_path) -> None:
     from onnx import TensorProto, helper
 
